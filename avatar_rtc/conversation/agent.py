@@ -1,0 +1,360 @@
+"""The conversation of one call: endpointing, the turn pipeline, and barge-in.
+
+Audio in (16 kHz) -> VAD -> Endpointer events -> turns. A turn runs
+STT -> LLM tokens -> chunker -> TTS -> outbound queue, each stage streaming into the
+next. Two kinds of signal, as in pipecat: data (audio, text) flows through the turn
+task; control (barge-in, hang-up) acts at once on the outbound queue and cancels the
+task, so the agent stops within one frame whatever the stages are doing.
+
+Speculation: when the user pauses, a *tentative* turn starts on the utterance so far;
+its audio is held back until the pause is confirmed as the end of the turn (commit).
+If the user speaks on, the tentative turn is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from avatar_rtc.backends.base import BackendError, Pcm, Voice
+from avatar_rtc.backends.registry import Backends
+from avatar_rtc.conversation.chunker import SentenceChunker
+from avatar_rtc.conversation.endpointing import (
+    FRAME_SAMPLES,
+    EndOfTurn,
+    EndpointConfig,
+    Endpointer,
+    SpeechFalseStart,
+    SpeechPaused,
+    SpeechProbable,
+    SpeechResumed,
+    SpeechStarted,
+)
+from avatar_rtc.conversation.history import History
+from avatar_rtc.conversation.turn import (
+    DEFAULT_SAMPLES_PER_CHAR,
+    SpokenChunk,
+    Turn,
+    heard_text,
+)
+from media.resample import resample_pcm
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_RATE = 48000
+
+
+class Playout(Protocol):
+    """The outbound audio queue (media.PacedAudioTrack implements it)."""
+
+    on_chunk_started: Callable[[Any], None] | None
+
+    def enqueue(self, pcm: Pcm, *, label: object = None) -> Any: ...
+
+    def clear(self) -> list[Any]: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    @property
+    def is_playing(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    endpoint: EndpointConfig
+    system_prompt: str
+    max_history_turns: int = 12
+    speculative: bool = True
+
+
+Emit = Callable[[dict[str, Any]], None]
+TurnSink = Callable[[Turn], None]
+
+
+class Conversation:
+    def __init__(
+        self,
+        backends: Backends,
+        config: ConversationConfig,
+        playout: Playout,
+        *,
+        voice: Voice | None = None,
+        emit: Emit | None = None,
+        on_turn_finished: TurnSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backends = backends
+        self._config = config
+        self._playout = playout
+        self._voice = voice or backends.tts.default_voice()
+        self._emit_fn = emit
+        self._on_turn_finished = on_turn_finished
+        self._clock = clock
+        self._vad = backends.vad.stream()
+        self._endpointer = Endpointer(config.endpoint)
+        self._history = History(config.max_history_turns)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._tentative: Turn | None = None
+        self._active: Turn | None = None  # the committed turn that owns the outbound audio
+        self._paused_for_user = False
+        self._turn_count = 0
+        self._samples_per_char = DEFAULT_SAMPLES_PER_CHAR
+        self._closed = False
+        self.state = "listening"
+        self.last_activity = clock()
+        self.finished_turns: list[Turn] = []
+        playout.on_chunk_started = self._on_chunk_started
+
+    # ---- input -------------------------------------------------------------------
+
+    def feed(self, pcm: Pcm) -> None:
+        """Takes 16 kHz mono audio from the inbound track, any length."""
+        if self._closed:
+            return
+        pending = np.concatenate([self._pending, pcm]) if self._pending.size else pcm
+        usable = len(pending) - len(pending) % FRAME_SAMPLES
+        # One VAD frame costs ~0.1 ms: cheaper inline than a thread hop.
+        for start in range(0, usable, FRAME_SAMPLES):
+            frame = pending[start : start + FRAME_SAMPLES]
+            probability = self._vad.probability(frame.astype(np.float32) / 32768.0)
+            for event in self._endpointer.feed(frame, probability, self._clock()):
+                self._on_event(event)
+        self._pending = pending[usable:].copy()
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, SpeechProbable):
+            if self._active is not None and self._playout.is_playing:
+                self._playout.pause()
+                self._paused_for_user = True
+        elif isinstance(event, SpeechFalseStart):
+            self._resume_after_false_start()
+        elif isinstance(event, SpeechStarted):
+            self.last_activity = event.at
+            self._emit({"type": "vad", "speaking": True})
+            if self._active is not None:
+                self._interrupt(self._active)
+            self._paused_for_user = False
+        elif isinstance(event, SpeechPaused):
+            self._emit({"type": "vad", "speaking": False})
+            if self._config.speculative:
+                self._tentative = self._start_turn(event.audio, event.at)
+        elif isinstance(event, SpeechResumed):
+            self._emit({"type": "vad", "speaking": True})
+            self._discard_tentative()
+        elif isinstance(event, EndOfTurn):
+            self.last_activity = event.at
+            turn = self._tentative
+            self._tentative = None
+            if turn is None or event.forced:
+                self._discard(turn)
+                turn = self._start_turn(event.audio, event.speech_end_at)
+            self._commit(turn, event.at)
+
+    def _resume_after_false_start(self) -> None:
+        if self._paused_for_user:
+            self._paused_for_user = False
+            self._playout.resume()
+
+    # ---- turn lifecycle ------------------------------------------------------------
+
+    def _start_turn(self, audio: Pcm, speech_end_at: float) -> Turn:
+        turn = Turn(audio=audio, speech_end_at=speech_end_at)
+        turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
+        return turn
+
+    def _discard(self, turn: Turn | None) -> None:
+        if turn is not None and turn.task is not None:
+            turn.task.cancel()
+
+    def _discard_tentative(self) -> None:
+        self._discard(self._tentative)
+        self._tentative = None
+
+    def _commit(self, turn: Turn, at: float) -> None:
+        if self._active is not None:  # never two voices at once
+            self._interrupt(self._active)
+        turn.mark("committed", at)
+        turn.committed.set()
+        self._active = turn
+        self._set_state("thinking")
+        self._announce(turn)
+        if turn.task is not None and turn.task.done():
+            self._finish(turn)
+
+    def _announce(self, turn: Turn) -> None:
+        """Publishes the user's words once the turn is both committed and transcribed."""
+        if turn.announced or not turn.committed.is_set() or "stt_end" not in turn.marks:
+            return
+        turn.announced = True
+        if turn.user_text:
+            turn.index = self._turn_count
+            self._turn_count += 1
+            self._emit({"type": "user_transcript", "turn": turn.index, "text": turn.user_text})
+
+    async def _run(self, turn: Turn) -> None:
+        try:
+            await self._pipeline(turn)
+            await turn.committed.wait()
+            for chunk in turn.chunks:
+                for playout in chunk.playouts:
+                    await playout.wait()
+        except asyncio.CancelledError:
+            raise
+        except BackendError as exc:
+            turn.error = str(exc)
+            log.warning("turn %s failed: %s", turn.id, exc)
+            if turn.committed.is_set():
+                self._emit({"type": "error", "message": f"{exc.stage} failed: {exc}"})
+        except Exception as exc:  # a bug must not leave the agent stuck silent
+            turn.error = f"{type(exc).__name__}: {exc}"
+            log.exception("turn %s crashed", turn.id)
+            if turn.committed.is_set():
+                self._emit({"type": "error", "message": "internal error"})
+        if turn.committed.is_set():
+            self._finish(turn)
+
+    async def _pipeline(self, turn: Turn) -> None:
+        backends = self._backends
+        turn.mark("stt_start", self._clock())
+        transcript = await backends.stt.transcribe(turn.audio, 16000)
+        turn.user_text = transcript.text.strip()
+        turn.mark("stt_end", self._clock())
+        self._announce(turn)
+        if not turn.user_text:
+            return
+        messages = self._history.messages(self._config.system_prompt, turn.user_text)
+        chunker = SentenceChunker()
+        tokens = backends.llm.stream(messages)
+        try:
+            async for delta in tokens:
+                turn.mark("llm_first_token", self._clock())
+                turn.reply_text += delta
+                for text in chunker.push(delta):
+                    await self._speak(turn, text)
+        finally:
+            await tokens.aclose()  # type: ignore[attr-defined]
+        for text in chunker.flush():
+            await self._speak(turn, text)
+
+    async def _speak(self, turn: Turn, text: str) -> None:
+        turn.mark("first_chunk", self._clock())
+        chunk = SpokenChunk(text)
+        turn.chunks.append(chunk)
+        tts = self._backends.tts
+        audio = tts.synthesize(text, self._voice)
+        try:
+            async for pcm in audio:
+                turn.mark("tts_first_audio", self._clock())
+                pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
+                await turn.committed.wait()  # a tentative turn holds its audio here
+                chunk.playouts.append(self._playout.enqueue(pcm48, label=(turn, chunk)))
+        finally:
+            await audio.aclose()  # type: ignore[attr-defined]
+        chunk.synthesized = True
+        if chunk.total_samples and chunk.text:
+            # Learn this voice's pace to estimate chunks cut before synthesis ends.
+            self._samples_per_char = 0.8 * self._samples_per_char + 0.2 * (
+                chunk.total_samples / len(chunk.text)
+            )
+
+    def _on_chunk_started(self, playout: Any) -> None:
+        label = getattr(playout, "label", None)
+        if not isinstance(label, tuple) or len(label) != 2:
+            return
+        turn, chunk = label
+        if not isinstance(turn, Turn) or turn is not self._active:
+            return
+        if "first_audio_sent" not in turn.marks:
+            turn.mark("first_audio_sent", playout.started_at or self._clock())
+            self._set_state("speaking")
+        if chunk.playouts and chunk.playouts[0] is playout:
+            self._emit({"type": "agent_text", "turn": turn.index, "text": chunk.text})
+        self.last_activity = self._clock()
+
+    def _interrupt(self, turn: Turn) -> None:
+        """Barge-in: silence first (within one frame), then cancel the work."""
+        self._playout.clear()
+        self._paused_for_user = False
+        turn.interrupted = True
+        if turn.task is not None:
+            turn.task.cancel()
+        self._finish(turn)
+
+    def _finish(self, turn: Turn) -> None:
+        if turn.finished:
+            return
+        turn.finished = True
+        turn.ended_at = turn.ended_at or datetime.datetime.now(datetime.UTC)
+        if self._active is turn:
+            self._active = None
+        spoken = heard_text(turn.chunks, self._samples_per_char)
+        if not turn.interrupted and not turn.cut_off and turn.error is None:
+            spoken = turn.spoken_chunks_text
+        turn.spoken_text = spoken
+        if turn.user_text:
+            if turn.index < 0:
+                turn.index = self._turn_count
+                self._turn_count += 1
+            self._history.add(turn.user_text, spoken, interrupted=turn.interrupted or turn.cut_off)
+            self._emit(
+                {
+                    "type": "turn_end",
+                    "turn": turn.index,
+                    "interrupted": turn.interrupted,
+                    "spoken_text": spoken,
+                    "reply_text": turn.reply_text,
+                }
+            )
+            self._emit({"type": "timings", "turn": turn.index, "timings": turn.timings_ms()})
+            self.finished_turns.append(turn)
+            if self._on_turn_finished is not None:
+                self._on_turn_finished(turn)
+        if self._active is None and not self._closed:
+            self._set_state("listening")
+
+    # ---- outputs -------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit({"type": "state", "state": state})
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self._emit_fn is not None:
+            try:
+                self._emit_fn(event)
+            except Exception:
+                log.exception("event sink failed")
+
+    @property
+    def history(self) -> History:
+        return self._history
+
+    async def aclose(self) -> None:
+        """Hang-up: the turn in flight is stored as cut off; every task ends."""
+        if self._closed:
+            return
+        self._closed = True
+        tentative = self._tentative
+        self._discard_tentative()
+        active = self._active
+        if active is not None:
+            self._playout.clear()
+            active.cut_off = True
+            if active.task is not None:
+                active.task.cancel()
+            self._finish(active)
+        tasks = [t.task for t in (active, tentative) if t is not None and t.task is not None]
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,207 @@
+"""Turn segmentation over per-frame VAD probabilities: pure, clock passed in.
+
+    IDLE --speech--> PENDING --min_speech--> SPEAKING --silence--> PAUSED --end_silence--> IDLE
+                        |                       ^                     |
+                        +--short blip--> IDLE   +------speech---------+
+
+PAUSED is where speculation happens: the utterance so far is final unless the user
+speaks again, so the pipeline may start on it (SpeechPaused) and is thrown away on
+SpeechResumed. EndOfTurn carries exactly the audio SpeechPaused carried.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar_rtc.backends.base import Pcm
+from avatar_rtc.settings import VadSettings
+
+SAMPLE_RATE = 16000
+FRAME_SAMPLES = 512
+FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE  # 32 ms
+
+# A pending onset that stays quiet this long was a blip, not the start of speech.
+_BLIP_GAP_MS = 160.0
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    threshold: float = 0.5
+    neg_threshold: float = 0.35
+    min_speech_ms: float = 200.0
+    end_silence_ms: float = 320.0
+    max_utterance_s: float = 20.0
+    preroll_ms: float = 200.0
+    pause_after_ms: float = 96.0  # 0: never emit SpeechProbable
+
+    @classmethod
+    def from_settings(cls, vad: VadSettings) -> EndpointConfig:
+        return cls(
+            threshold=vad.threshold,
+            neg_threshold=vad.neg_threshold,
+            min_speech_ms=vad.min_speech_ms,
+            end_silence_ms=vad.end_silence_ms,
+            max_utterance_s=vad.max_utterance_s,
+            preroll_ms=vad.preroll_ms,
+            pause_after_ms=vad.barge_in_pause_ms,
+        )
+
+
+@dataclass(frozen=True)
+class SpeechProbable:
+    """Some speech, not yet enough to count: the agent may hold its audio."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechFalseStart:
+    """The onset died out before min_speech: a cough or a "mhm"."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    audio: Pcm
+    at: float  # receipt time of the first silent frame: the end of speech
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    at: float
+
+
+@dataclass(frozen=True)
+class EndOfTurn:
+    audio: Pcm
+    speech_end_at: float
+    at: float
+    forced: bool  # max utterance length reached, no pause before it
+
+
+Event = SpeechProbable | SpeechFalseStart | SpeechStarted | SpeechPaused | SpeechResumed | EndOfTurn
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    PENDING = "pending"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+
+
+def _frames(ms: float) -> int:
+    return max(1, math.ceil(ms / FRAME_MS - 1e-9))
+
+
+class Endpointer:
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self._min_speech = _frames(config.min_speech_ms)
+        self._end_silence = _frames(config.end_silence_ms)
+        self._pause_after = _frames(config.pause_after_ms) if config.pause_after_ms > 0 else 0
+        self._blip_gap = _frames(_BLIP_GAP_MS)
+        self._max_frames = _frames(config.max_utterance_s * 1000)
+        self._preroll: collections.deque[Pcm] = collections.deque(
+            maxlen=max(0, round(config.preroll_ms / FRAME_MS))
+        )
+        self._reset()
+
+    def _reset(self) -> None:
+        self._state = _State.IDLE
+        self._utterance: list[Pcm] = []
+        self._speech_frames = 0
+        self._gap = 0
+        self._silence = 0
+        self._pause_index = 0
+        self._speech_end_at = 0.0
+        self._probable_sent = False
+
+    @property
+    def in_speech(self) -> bool:
+        """True from a confirmed start until the turn ends (pauses included)."""
+        return self._state in (_State.SPEAKING, _State.PAUSED)
+
+    def feed(self, frame: Pcm, probability: float, now: float) -> list[Event]:
+        if frame.shape != (FRAME_SAMPLES,):
+            raise ValueError(f"endpointing frames are {FRAME_SAMPLES} samples")
+        speech = probability >= self.config.threshold
+        silent = probability < self.config.neg_threshold
+        events: list[Event] = []
+        state = self._state
+
+        if state is _State.IDLE:
+            if not speech:
+                self._preroll.append(frame)
+                return events
+            self._state = _State.PENDING
+            self._utterance = [*self._preroll, frame]
+            self._preroll.clear()
+            self._speech_frames, self._gap = 1, 0
+            self._check_pending(events, now)
+            return events
+
+        self._utterance.append(frame)
+        if state is _State.PENDING:
+            if speech:
+                self._speech_frames += 1
+                self._gap = 0
+            elif silent:
+                self._gap += 1
+            if self._gap >= self._blip_gap:
+                if self._probable_sent:
+                    events.append(SpeechFalseStart(now))
+                tail = self._utterance[-self._preroll.maxlen :] if self._preroll.maxlen else []
+                self._reset()
+                self._preroll.extend(tail)
+                return events
+            self._check_pending(events, now)
+        elif state is _State.SPEAKING:
+            if silent:
+                self._state = _State.PAUSED
+                self._silence = 1
+                self._pause_index = len(self._utterance) - 1  # the silent frame is excluded
+                self._speech_end_at = now
+                events.append(SpeechPaused(self._audio(self._pause_index), now))
+            elif len(self._utterance) >= self._max_frames:
+                events.append(EndOfTurn(self._audio(len(self._utterance)), now, now, forced=True))
+                self._reset()
+        elif state is _State.PAUSED:
+            if speech:
+                self._state = _State.SPEAKING
+                events.append(SpeechResumed(now))
+            else:
+                self._silence += 1
+                if self._silence >= self._end_silence:
+                    audio = self._audio(self._pause_index)
+                    events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
+                    self._reset()
+        return events
+
+    def _check_pending(self, events: list[Event], now: float) -> None:
+        due = self._pause_after and self._speech_frames >= self._pause_after
+        if due and not self._probable_sent:
+            self._probable_sent = True
+            events.append(SpeechProbable(now))
+        if self._speech_frames >= self._min_speech:
+            self._state = _State.SPEAKING
+            events.append(SpeechStarted(now))
+
+    def _audio(self, frames: int) -> Pcm:
+        if frames <= 0:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(self._utterance[:frames])
+
+    def reset(self) -> None:
+        self._reset()
+        self._preroll.clear()

@@ -1,0 +1,132 @@
+"""One exchange: the user's utterance, the agent's reply, and what was heard of it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from avatar_rtc.backends.base import Pcm
+
+# Stage stamps, in the order a turn passes them (monotonic seconds).
+STAGES = (
+    "stt_start",
+    "stt_end",
+    "llm_first_token",
+    "first_chunk",
+    "tts_first_audio",
+    "committed",
+    "first_audio_sent",
+)
+
+# Speaking rate used to guess a chunk's length before its synthesis is complete.
+DEFAULT_SAMPLES_PER_CHAR = 48000 / 14.0
+
+
+class PlayoutChunk(Protocol):
+    """What the conversation needs to know of a queued piece of outbound audio."""
+
+    total_samples: int
+    sent_samples: int
+    started_at: float | None
+
+    async def wait(self) -> None: ...
+
+
+@dataclass
+class SpokenChunk:
+    """One text chunk and the audio pieces it was synthesized into."""
+
+    text: str
+    playouts: list[PlayoutChunk] = field(default_factory=list)
+    synthesized: bool = False
+
+    @property
+    def sent_samples(self) -> int:
+        return sum(p.sent_samples for p in self.playouts)
+
+    @property
+    def total_samples(self) -> int:
+        return sum(p.total_samples for p in self.playouts)
+
+
+def cut_at_fraction(text: str, fraction: float) -> str:
+    """The words of `text` fully spoken after `fraction` of its audio played."""
+    if fraction >= 0.999:
+        return text
+    limit = len(text) * max(0.0, fraction)
+    kept: list[str] = []
+    position = 0
+    for word in text.split():
+        start = text.index(word, position)
+        position = start + len(word)
+        if position > limit:
+            break
+        kept.append(word)
+    return " ".join(kept)
+
+
+def heard_text(chunks: list[SpokenChunk], samples_per_char: float) -> str:
+    """The text covered by the samples really sent, cut at a word boundary."""
+    parts: list[str] = []
+    for chunk in chunks:
+        sent, total = chunk.sent_samples, chunk.total_samples
+        if sent <= 0:
+            break
+        if chunk.synthesized and sent >= total:
+            parts.append(chunk.text)
+            continue
+        expected = total if chunk.synthesized else max(total, len(chunk.text) * samples_per_char)
+        part = cut_at_fraction(chunk.text, sent / expected)
+        if part:
+            parts.append(part)
+        break
+    return " ".join(parts)
+
+
+@dataclass
+class Turn:
+    audio: Pcm
+    speech_end_at: float
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    index: int = -1  # assigned when the turn is committed and has words
+    started_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+    ended_at: datetime.datetime | None = None
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+    user_text: str = ""
+    reply_text: str = ""
+    spoken_text: str = ""  # set when the turn ends: what was really played out
+    chunks: list[SpokenChunk] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    interrupted: bool = False
+    cut_off: bool = False
+    error: str | None = None
+    announced: bool = False
+    finished: bool = False
+    task: asyncio.Task[None] | None = None
+
+    def mark(self, stage: str, at: float) -> None:
+        self.marks.setdefault(stage, at)
+
+    @property
+    def spoken_chunks_text(self) -> str:
+        return " ".join(c.text for c in self.chunks)
+
+    def timings_ms(self) -> dict[str, float]:
+        """Stage times in ms after the end of the user's speech (stt_ms is a duration)."""
+        result: dict[str, float] = {}
+        m = self.marks
+        if "committed" in m:
+            result["endpoint_ms"] = (m["committed"] - self.speech_end_at) * 1000
+        if "stt_start" in m and "stt_end" in m:
+            result["stt_ms"] = (m["stt_end"] - m["stt_start"]) * 1000
+        for stage in ("stt_end", "llm_first_token", "first_chunk", "tts_first_audio",
+                      "first_audio_sent"):
+            if stage in m:
+                name = "stt_done_ms" if stage == "stt_end" else f"{stage}_ms"
+                result[name] = (m[stage] - self.speech_end_at) * 1000
+        return {k: round(v, 1) for k, v in result.items()}

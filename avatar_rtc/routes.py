@@ -1,0 +1,144 @@
+"""HTTP routes: the call page, SDP negotiation, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from avatar_rtc.app import STATE, AppState
+from avatar_rtc.backends.base import Voice
+from avatar_rtc.call import Call
+from avatar_rtc.conversation.agent import ConversationConfig
+from avatar_rtc.conversation.endpointing import EndpointConfig
+from avatar_rtc.conversation.turn import Turn
+from avatar_rtc.logs import call_id_var
+from signaling.negotiate import answer_offer
+from signaling.offer import Offer, OfferError, parse_offer
+from signaling.peers import RegistryFull
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error the API returns is JSON, including aiohttp's own (413, 405, 404)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error(exc.status, exc.reason, headers={"Allow": exc.headers["Allow"]}
+                     if "Allow" in exc.headers else None)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[STATE].static_dir / "index.html")
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body: dict[str, object] = {
+        "ready": state.ready.is_set(),
+        "backends": state.backends.describe() if state.backends else {},
+        "calls": len(state.registry),
+        "max_calls": state.registry.max_peers,
+    }
+    if state.load_error:
+        body["error"] = state.load_error
+    return web.json_response(body, status=200 if state.ready.is_set() else 503)
+
+
+def _conversation_config(state: AppState) -> ConversationConfig:
+    s = state.settings
+    return ConversationConfig(
+        endpoint=EndpointConfig.from_settings(s.vad),
+        system_prompt=s.llm.system_prompt,
+        max_history_turns=s.llm.max_history_turns,
+        speculative=s.vad.speculative,
+    )
+
+
+def _voice_for(state: AppState, offer: Offer) -> Voice | None:
+    assert state.backends is not None
+    if offer.voice is None:
+        return None
+    tts = state.backends.tts
+    if offer.voice in tts.voices():
+        default = tts.default_voice()
+        return Voice(backend=default.backend, name=offer.voice, speed=default.speed)
+    raise OfferError(f"unknown voice {offer.voice!r}")
+
+
+async def offer(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.load_error:
+        return error(503, f"backends failed to load: {state.load_error}")
+    if not state.ready.is_set() or state.backends is None:
+        return error(503, "warming up: models are loading", {"Retry-After": "5"})
+    try:
+        parsed = parse_offer(await request.read())
+        voice = _voice_for(state, parsed)
+    except OfferError as exc:
+        return error(400, str(exc))
+    try:
+        peer = state.registry.create()
+    except RegistryFull as exc:
+        return error(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+    token = call_id_var.set(peer.id)  # tasks created from here carry the call ID in logs
+    try:
+        call = Call(
+            peer,
+            state.backends,
+            _conversation_config(state),
+            voice=voice,
+            on_turn_finished=_turn_finished(state),
+            on_closed=_call_closed(state),
+        )
+        state.calls[call.id] = call
+        try:
+            sdp = await answer_offer(peer.pc, parsed.sdp, [call.outbound])
+        except OfferError as exc:
+            await peer.close("bad_offer")
+            return error(400, str(exc))
+        except Exception as exc:
+            log.exception("negotiation failed")
+            await peer.close("error")
+            return error(500, f"negotiation failed: {type(exc).__name__}")
+        log.info("call %s answered (%d/%d calls)", call.id, len(state.registry),
+                 state.registry.max_peers)
+        return web.json_response({"sdp": sdp, "type": "answer", "session_id": call.id})
+    finally:
+        call_id_var.reset(token)
+
+
+def _turn_finished(state: AppState) -> Callable[[Call, Turn], None]:
+    def finished(call: Call, turn: Turn) -> None:
+        log.info(
+            "turn %d: user=%r agent=%r interrupted=%s timings=%s",
+            turn.index, turn.user_text, turn.spoken_text, turn.interrupted, turn.timings_ms(),
+        )
+
+    return finished
+
+
+def _call_closed(state: AppState) -> Callable[[Call, str], None]:
+    def closed(call: Call, reason: str) -> None:
+        state.calls.pop(call.id, None)
+        log.info("call %s ended: %s", call.id, reason)
+
+    return closed
+
+
+def setup(app: web.Application, static: Path) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_post("/offer", offer)
+    app.router.add_static("/static/", static, follow_symlinks=False)

@@ -1,0 +1,313 @@
+"""One typed settings object, built from defaults < TOML file < AVATAR_* env < CLI flags.
+
+Every field of every section is reachable the same three ways, so nothing needs
+its own plumbing:
+
+    TOML      [vad] end_silence_ms = 300
+    env       AVATAR_VAD_END_SILENCE_MS=300
+    CLI       --vad-end-silence-ms 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "AVATAR_"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant on a phone call. "
+    "Answer in one or two short spoken sentences. "
+    "Never use lists, markdown or emoji."
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or out of range; the message names it."""
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_calls: int = 4
+    max_body_bytes: int = 64 * 1024
+    # Seconds; 0 disables a limit.
+    connect_timeout_s: float = 15.0
+    disconnect_grace_s: float = 5.0
+    call_max_s: float = 1800.0
+    idle_timeout_s: float = 300.0
+    static_dir: str = ""  # empty: the static/ folder beside the package
+
+
+@dataclass
+class IceSettings:
+    # Default none: offline first. aiortc would otherwise probe a public STUN server.
+    stun_urls: list[str] = field(default_factory=list)
+    turn_urls: list[str] = field(default_factory=list)
+    turn_username: str = ""
+    turn_credential: str = ""
+    # Host addresses ICE may offer; empty lets aioice choose (it never offers loopback).
+    host_addresses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VadSettings:
+    threshold: float = 0.5  # speech probability that counts as speech
+    neg_threshold: float = 0.35  # below this, speech has stopped (hysteresis)
+    min_speech_ms: int = 200  # speech needed before a turn (or a barge-in) starts
+    end_silence_ms: int = 320  # silence that ends the user's turn
+    max_utterance_s: float = 20.0
+    preroll_ms: int = 200  # audio kept from before speech onset
+    # The agent pauses its audio after this much user speech, and resumes if the speech
+    # turns out shorter than min_speech_ms (a cough, "mhm"). 0 disables pausing.
+    barge_in_pause_ms: int = 96
+    # Start STT+LLM+TTS as soon as the user pauses; keep the result only if the pause
+    # becomes the end of the turn.
+    speculative: bool = True
+
+
+@dataclass
+class SttSettings:
+    backend: str = "faster-whisper"
+    # "tiny.en" and "base" are the packaged models; otherwise a CTranslate2 folder,
+    # or a model name when the operator has internet.
+    model: str = "tiny.en"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    language: str = "en"  # empty: detect per turn
+    beam_size: int = 1
+
+
+@dataclass
+class LlmSettings:
+    backend: str = "llama-cpp"  # or "openai" (vLLM, llama.cpp server, any compatible API)
+    model_path: str = ""  # llama-cpp GGUF; empty: the packaged SmolLM2-135M-Instruct
+    n_threads: int = 2
+    n_ctx: int = 2048
+    base_url: str = ""  # openai backend
+    api_key: str = "none"
+    model: str = ""  # openai backend model name
+    max_tokens: int = 120
+    temperature: float = 0.2
+    seed: int = 0
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_history_turns: int = 12
+    request_timeout_s: float = 30.0
+
+
+@dataclass
+class TtsSettings:
+    backend: str = "piper"
+    # Piper: a packaged voice name ("joe-medium") or a path to a .onnx voice.
+    voice: str = "joe-medium"
+    speed: float = 1.0
+    threads: int = 1
+
+
+@dataclass
+class StorageSettings:
+    data_dir: str = "data"
+    database_url: str = ""  # empty: sqlite:///<data_dir>/avatar.db
+
+
+@dataclass
+class LogSettings:
+    level: str = "INFO"
+    json: bool = False
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    ice: IceSettings = field(default_factory=IceSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    stt: SttSettings = field(default_factory=SttSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite:///{Path(self.storage.data_dir).resolve() / 'avatar.db'}"
+
+    def validate(self) -> Settings:
+        checks: list[tuple[bool, str]] = [
+            (0 < self.server.port < 65536, "server.port must be 1-65535"),
+            (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
+            (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+            (0.0 < self.vad.threshold < 1.0, "vad.threshold must be between 0 and 1"),
+            (
+                0.0 < self.vad.neg_threshold <= self.vad.threshold,
+                "vad.neg_threshold must be between 0 and vad.threshold",
+            ),
+            (self.vad.min_speech_ms >= 0, "vad.min_speech_ms must be >= 0"),
+            (self.vad.end_silence_ms >= 32, "vad.end_silence_ms must be >= 32"),
+            (self.vad.max_utterance_s > 1.0, "vad.max_utterance_s must be > 1"),
+            (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
+            (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
+            (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
+            (
+                self.llm.backend != "openai" or bool(self.llm.base_url),
+                "llm.base_url is required with llm.backend=openai",
+            ),
+            (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
+            (self.tts.backend == "piper", "tts.backend: piper"),
+            (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
+            (self.log.level.upper() in _LOG_LEVELS, f"log.level: one of {sorted(_LOG_LEVELS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+        return self
+
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+def _sections() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _field_types(section_type: type[Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_type)}
+
+
+def _coerce(value: Any, target: Any, where: str) -> Any:
+    """Turns a TOML value or a string from env/CLI into the field's type."""
+    origin = typing.get_origin(target)
+    if origin in (list, Sequence):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise SettingsError(f"{where}: expected a list of strings")
+    if isinstance(target, types.UnionType):
+        raise SettingsError(f"{where}: unsupported type")  # not used by any field
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    if target in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = target(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+        if target is int and isinstance(value, float) and value != number:
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if target is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise SettingsError(f"{where}: unsupported type {target!r}")
+
+
+def _apply(settings: Settings, section: str, key: str, value: Any, where: str) -> None:
+    sections = _sections()
+    if section not in sections:
+        raise SettingsError(f"{where}: unknown section {section!r}")
+    fields = _field_types(sections[section])
+    if key not in fields:
+        raise SettingsError(f"{where}: unknown setting {section}.{key}")
+    setattr(getattr(settings, section), key, _coerce(value, fields[key], where))
+
+
+def _from_toml(settings: Settings, path: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path}: top-level key {section!r} must be a [table]")
+        for key, value in table.items():
+            _apply(settings, section, key, value, f"{path} [{section}] {key}")
+
+
+def _from_env(settings: Settings, env: Mapping[str, str]) -> None:
+    sections = _sections()
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections:
+            raise SettingsError(f"{name}: unknown section {section!r}")
+        _apply(settings, section, key, value, name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds --config and one --section-key flag per setting (all default to None)."""
+    parser.add_argument("--config", type=Path, help="TOML settings file (also AVATAR_CONFIG)")
+    for section, section_type in _sections().items():
+        group = parser.add_argument_group(f"[{section}]")
+        defaults = section_type()
+        for key, kind in _field_types(section_type).items():
+            flag = f"--{section}-{key}".replace("_", "-")
+            shown = getattr(defaults, key)
+            metavar = "LIST" if typing.get_origin(kind) is list else kind.__name__.upper()
+            group.add_argument(
+                flag,
+                dest=f"setting:{section}.{key}",
+                metavar=metavar,
+                default=None,
+                help=f"(default: {shown!r})",
+            )
+
+
+def load(
+    args: argparse.Namespace | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Builds the settings; precedence is defaults < TOML < environment < CLI flags."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    path = config_path
+    if path is None and args is not None:
+        path = getattr(args, "config", None)
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is not None:
+        _from_toml(settings, Path(path))
+    _from_env(settings, env)
+    if args is not None:
+        for dest, value in vars(args).items():
+            if dest.startswith("setting:") and value is not None:
+                section, _, key = dest[len("setting:") :].partition(".")
+                flag = f"--{section}-{key}".replace("_", "-")
+                _apply(settings, section, key, value, flag)
+    return settings.validate()
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    """A JSON-able snapshot (for /health and stored calls), secrets masked."""
+    data = dataclasses.asdict(settings)
+    for section, key in (("llm", "api_key"), ("ice", "turn_credential")):
+        if data[section][key]:
+            data[section][key] = "***"
+    return data

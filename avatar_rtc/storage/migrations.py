@@ -1,0 +1,61 @@
+"""Versioned schema migrations, applied in order at startup.
+
+Each migration runs in its own transaction together with the row recording
+it, so a crash mid-way leaves the previous version intact. Re-running is a
+no-op. Append new migrations; never edit or reorder applied ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+
+from .codec import time_to_db
+from .errors import SchemaTooNewError
+from .models import TABLES, SchemaVersion
+from .records import utc_now
+from .search import ensure_fts
+
+Migration = Callable[[peewee.Database], None]
+
+
+def _v1_initial(db: peewee.Database) -> None:
+    db.create_tables(list(TABLES), safe=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def current_version(db: peewee.Database) -> int:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    version = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
+    return int(version or 0)
+
+
+def migrate(db: peewee.Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Bring the schema up to date; returns the resulting version.
+
+    Must run on the thread the models are bound to (see models.bind_thread).
+    Raises SchemaTooNewError if a newer release already migrated the database.
+    """
+    with db.atomic():
+        db.create_tables([SchemaVersion], safe=True)
+    for version, migration in enumerate(migrations, start=1):
+        # Checked inside the write transaction: another process may have
+        # migrated while we waited for the lock.
+        with db.atomic():
+            found = current_version(db)
+            if found > len(migrations):
+                raise SchemaTooNewError(found, len(migrations))
+            if found >= version:
+                continue
+            migration(db)
+            SchemaVersion.insert(version=version, applied_at=time_to_db(utc_now())).execute()
+    found = current_version(db)
+    if found > len(migrations):
+        raise SchemaTooNewError(found, len(migrations))
+    ensure_fts(db)
+    return found

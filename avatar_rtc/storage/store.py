@@ -1,0 +1,173 @@
+"""Async facade over the database.
+
+peewee is synchronous, so all database work runs on one dedicated worker
+thread, never on the event loop. One thread also means one connection and
+writes applied in submission order. A call that returns has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+import peewee
+
+from . import repo
+from .db import open_database
+from .errors import StoreClosedError
+from .migrations import migrate
+from .models import bind_thread
+from .records import CallRecord, TurnRecord, VoiceProfileRecord
+from .search import has_fts_table
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+THREAD_NAME_PREFIX = "avatar-db"
+
+
+class Store:
+    """Use ``await Store.open(url)``; the constructor is internal."""
+
+    def __init__(self, db: peewee.Database, executor: ThreadPoolExecutor) -> None:
+        self._db = db
+        self._executor = executor
+        self._closed = False
+        self.schema_version = 0
+        self.search_uses_fts = False
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect to ``url`` (see db.open_database) and migrate the schema."""
+        db = open_database(url)
+        executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix=THREAD_NAME_PREFIX,
+            initializer=bind_thread,
+            initargs=(db,),
+        )
+        store = cls(db, executor)
+        try:
+            await store._run(store._open_sync)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _open_sync(self) -> None:
+        self._db.connect(reuse_if_open=True)
+        self.schema_version = migrate(self._db)
+        self.search_uses_fts = has_fts_table(self._db)
+
+    async def close(self) -> None:
+        """Finish queued work, close the connection and stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            # Queued after all earlier work (FIFO), so nothing submitted before is lost.
+            await loop.run_in_executor(self._executor, self._db.close)
+        finally:
+            # No wait: even if we were cancelled, the queued close still runs first.
+            self._executor.shutdown(wait=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def _run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        # If the awaiting task is cancelled the work still runs to completion,
+        # so a write that was started is never half-applied.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # --- calls -------------------------------------------------------------
+
+    async def create_call(self, call: CallRecord) -> None:
+        await self._run(repo.create_call, self._db, call)
+
+    async def end_call(self, call_id: str, ended_at: datetime, end_reason: str) -> bool:
+        """Record how the call ended. The first end wins; returns whether it applied."""
+        return await self._run(repo.end_call, self._db, call_id, ended_at, end_reason)
+
+    async def set_call_recording(
+        self,
+        call_id: str,
+        user_audio_path: str | None,
+        agent_audio_path: str | None,
+        recording_bytes: int,
+    ) -> bool:
+        return await self._run(
+            repo.set_call_recording,
+            self._db,
+            call_id,
+            user_audio_path,
+            agent_audio_path,
+            recording_bytes,
+        )
+
+    async def mark_recording_deleted(self, call_id: str) -> bool:
+        return await self._run(repo.mark_recording_deleted, self._db, call_id)
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        return await self._run(repo.get_call, call_id)
+
+    async def list_calls(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[list[CallRecord], int]:
+        """Newest first, ``since <= started_at < until``; returns (page, total matching)."""
+        return await self._run(repo.list_calls, self._db, limit, offset, since, until)
+
+    async def delete_call(self, call_id: str) -> bool:
+        """Delete a call and its turns. Recording files on disk are the caller's."""
+        return await self._run(repo.delete_call, self._db, call_id)
+
+    # --- turns -------------------------------------------------------------
+
+    async def save_turn(self, turn: TurnRecord) -> None:
+        """Insert or update (by id) a turn; committed when this returns."""
+        await self._run(repo.save_turn, self._db, turn)
+
+    async def turns(self, call_id: str) -> list[TurnRecord]:
+        return await self._run(repo.turns, call_id)
+
+    async def search_turns(self, query: str, limit: int = 50) -> list[TurnRecord]:
+        """Turns whose user_text or reply_text contain every word of ``query``."""
+        return await self._run(repo.search_turns, query, limit, self.search_uses_fts)
+
+    async def stats(self) -> dict[str, Any]:
+        """{"calls", "turns", "interruptions", "cut_off",
+        "latency_ms": {stage: {"count", "p50", "p90"}}}"""
+        return await self._run(repo.stats, self._db)
+
+    # --- voice profiles ----------------------------------------------------
+
+    async def create_profile(self, profile: VoiceProfileRecord) -> None:
+        await self._run(repo.create_profile, self._db, profile)
+
+    async def get_profile(self, profile_id: str) -> VoiceProfileRecord | None:
+        return await self._run(repo.get_profile, profile_id)
+
+    async def list_profiles(
+        self, limit: int = 50, offset: int = 0
+    ) -> tuple[list[VoiceProfileRecord], int]:
+        """By name; returns (page, total)."""
+        return await self._run(repo.list_profiles, self._db, limit, offset)
+
+    async def update_profile(self, profile: VoiceProfileRecord) -> VoiceProfileRecord | None:
+        """Replace a profile's fields (not created_at), stamp updated_at; None if missing."""
+        return await self._run(repo.update_profile, self._db, profile)
+
+    async def delete_profile(self, profile_id: str) -> bool:
+        return await self._run(repo.delete_profile, self._db, profile_id)
