@@ -14,6 +14,7 @@ from aiohttp import web
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.call import Call
 from avatar_rtc.settings import Settings
+from avatar_rtc.storage import Store, default_url
 from signaling.ice import restrict_host_addresses, rtc_configuration
 from signaling.peers import PeerLimits, PeerRegistry
 
@@ -26,12 +27,13 @@ class AppState:
     registry: PeerRegistry
     static_dir: Path
     backends: Backends | None = None
+    store: Store | None = None
     load_error: str | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     calls: dict[str, Call] = field(default_factory=dict)
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    background: set[asyncio.Task[object]] = field(default_factory=set)
 
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         """Runs a fire-and-forget coroutine that shutdown still waits for."""
         task = asyncio.create_task(coro, name=name)
         self.background.add(task)
@@ -45,6 +47,14 @@ def static_dir(settings: Settings) -> Path:
     if settings.server.static_dir:
         return Path(settings.server.static_dir)
     return Path(__file__).resolve().parent.parent / "static"
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    storage = state.settings.storage
+    state.store = await Store.open(storage.database_url or default_url(storage.data_dir))
+    yield
+    await state.store.close()
 
 
 async def _backends_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -104,6 +114,8 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     app[STATE] = AppState(
         settings=settings, registry=registry, static_dir=static, backends=backends
     )
+    # Cleanup runs in reverse: peers close first, so their last turns reach the store.
+    app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_backends_ctx)
     app.cleanup_ctx.append(_peers_ctx)
     routes.setup(app, static)

@@ -16,6 +16,9 @@ from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.logs import call_id_var
+from avatar_rtc.persist import turn_record
+from avatar_rtc.settings import as_dict
+from avatar_rtc.storage import CallRecord, utc_now
 from signaling.negotiate import answer_offer
 from signaling.offer import Offer, OfferError, parse_offer
 from signaling.peers import RegistryFull
@@ -103,6 +106,9 @@ async def offer(request: web.Request) -> web.Response:
             on_closed=_call_closed(state),
         )
         state.calls[call.id] = call
+        if state.store is not None:
+            state.spawn(state.store.create_call(_call_record(state, call, request)),
+                        f"create-call-{call.id}")
         try:
             sdp = await answer_offer(peer.pc, parsed.sdp, [call.outbound])
         except OfferError as exc:
@@ -125,6 +131,8 @@ def _turn_finished(state: AppState) -> Callable[[Call, Turn], None]:
             "turn %d: user=%r agent=%r interrupted=%s timings=%s",
             turn.index, turn.user_text, turn.spoken_text, turn.interrupted, turn.timings_ms(),
         )
+        if state.store is not None:
+            state.spawn(state.store.save_turn(turn_record(call.id, turn)), f"save-turn-{turn.id}")
 
     return finished
 
@@ -133,8 +141,20 @@ def _call_closed(state: AppState) -> Callable[[Call, str], None]:
     def closed(call: Call, reason: str) -> None:
         state.calls.pop(call.id, None)
         log.info("call %s ended: %s", call.id, reason)
+        if state.store is not None:
+            state.spawn(state.store.end_call(call.id, utc_now(), reason), f"end-call-{call.id}")
 
     return closed
+
+
+def _call_record(state: AppState, call: Call, request: web.Request) -> CallRecord:
+    return CallRecord(
+        id=call.id,
+        started_at=utc_now(),
+        user_agent=request.headers.get("User-Agent"),
+        remote_addr=request.remote,
+        settings=as_dict(state.settings),
+    )
 
 
 def setup(app: web.Application, static: Path) -> None:

@@ -137,12 +137,6 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
-    @property
-    def database_url(self) -> str:
-        if self.storage.database_url:
-            return self.storage.database_url
-        return f"sqlite:///{Path(self.storage.data_dir).resolve() / 'avatar.db'}"
-
     def validate(self) -> Settings:
         checks: list[tuple[bool, str]] = [
             (0 < self.server.port < 65536, "server.port must be 1-65535"),

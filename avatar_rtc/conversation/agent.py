@@ -213,13 +213,10 @@ class Conversation:
         except BackendError as exc:
             turn.error = str(exc)
             log.warning("turn %s failed: %s", turn.id, exc)
-            if turn.committed.is_set():
-                self._emit({"type": "error", "message": f"{exc.stage} failed: {exc}"})
         except Exception as exc:  # a bug must not leave the agent stuck silent
-            turn.error = f"{type(exc).__name__}: {exc}"
+            turn.error = f"internal error: {type(exc).__name__}"
             log.exception("turn %s crashed", turn.id)
-            if turn.committed.is_set():
-                self._emit({"type": "error", "message": "internal error"})
+        # A speculative turn that failed reports it only if it gets committed.
         if turn.committed.is_set():
             self._finish(turn)
 
@@ -284,6 +281,7 @@ class Conversation:
     def _interrupt(self, turn: Turn) -> None:
         """Barge-in: silence first (within one frame), then cancel the work."""
         self._playout.clear()
+        self._playout.resume()  # the pause held the old reply; the next one must play
         self._paused_for_user = False
         turn.interrupted = True
         if turn.task is not None:
@@ -301,6 +299,8 @@ class Conversation:
         if not turn.interrupted and not turn.cut_off and turn.error is None:
             spoken = turn.spoken_chunks_text
         turn.spoken_text = spoken
+        if turn.error is not None:
+            self._emit({"type": "error", "message": turn.error})
         if turn.user_text:
             if turn.index < 0:
                 turn.index = self._turn_count

@@ -1,0 +1,251 @@
+"""A programmatic caller: a real aiortc peer that talks to a server like a browser.
+
+It plays audio as its microphone (paced, silence in between), records what the agent
+says, collects the data-channel events, and measures on its own clock:
+- voice-to-voice: the last voiced sample of an utterance leaving the mic ->
+  the first audible agent frame arriving;
+- barge-in reaction: the first sample of talking over the agent leaving the mic ->
+  the agent's audio going quiet.
+Used by the tests, the latency benchmark and the replay tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from media.resample import FrameResampler, Pcm, resample_pcm
+from signaling.ice import rtc_configuration
+
+RATE = 48000
+FRAME = 960  # 20 ms
+# Frames whose peak is below this are silence (Opus leaves tiny noise on zeros).
+AUDIBLE_PEAK = 600
+VOICED_PEAK = 300
+
+
+class CallerError(RuntimeError):
+    """The server refused the call or it failed; the message says why."""
+
+
+@dataclass
+class Utterance:
+    pcm: Pcm  # 48 kHz mono
+    queued_at: float
+    started_at: float | None = None
+    speech_end_at: float | None = None  # when the last voiced sample left the mic
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    _offset: int = 0
+    _last_voiced: int = 0
+
+    def __post_init__(self) -> None:
+        voiced = np.flatnonzero(np.abs(self.pcm) > VOICED_PEAK)
+        self._last_voiced = int(voiced[-1]) + 1 if voiced.size else 0
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """Plays queued utterances in real time (20 ms frames), silence otherwise."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: list[Utterance] = []
+        self._t0: float | None = None
+        self._sent = 0
+
+    def say(self, pcm: Pcm, rate: int) -> Utterance:
+        utterance = Utterance(resample_pcm(pcm, rate, RATE), queued_at=time.monotonic())
+        self._queue.append(utterance)
+        return utterance
+
+    def interrupt(self) -> None:
+        for utterance in self._queue:
+            utterance.done.set()
+        self._queue.clear()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        delay = self._t0 + self._sent / RATE - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.monotonic()
+        out = np.zeros(FRAME, dtype=np.int16)
+        filled = 0
+        while self._queue and filled < FRAME:
+            utterance = self._queue[0]
+            if utterance.started_at is None:
+                utterance.started_at = now
+            take = min(FRAME - filled, len(utterance.pcm) - utterance._offset)
+            out[filled : filled + take] = utterance.pcm[utterance._offset : utterance._offset + take]
+            before = utterance._offset
+            utterance._offset += take
+            filled += take
+            if before < utterance._last_voiced <= utterance._offset:
+                # The frame leaves now; the voiced sample sits this far into it.
+                utterance.speech_end_at = now + (utterance._last_voiced - before) / RATE
+            if utterance._offset >= len(utterance.pcm):
+                self._queue.pop(0)
+                utterance.done.set()
+        frame = av.AudioFrame.from_ndarray(
+            np.repeat(out, 2).reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate = RATE
+        frame.time_base = fractions.Fraction(1, RATE)
+        frame.pts = self._sent
+        self._sent += FRAME
+        return frame
+
+
+@dataclass
+class ReceivedFrame:
+    at: float
+    peak: int
+
+
+class Caller:
+    def __init__(self, base_url: str, *, voice: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.voice = voice
+        self.mic = MicrophoneTrack()
+        self.pc = RTCPeerConnection(configuration=rtc_configuration())
+        self.session_id: str | None = None
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.frames: list[ReceivedFrame] = []
+        self.audio: list[Pcm] = []  # what the agent said, 16 kHz mono
+        self._reader: asyncio.Task[None] | None = None
+        self._event_signal = asyncio.Event()
+        self._frame_signal = asyncio.Event()
+
+    async def __aenter__(self) -> Caller:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout_s: float = 20.0) -> None:
+        pc = self.pc
+        pc.addTrack(self.mic)
+        channel = pc.createDataChannel("events")
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if isinstance(message, str):
+                self.events.append((time.monotonic(), json.loads(message)))
+                self._event_signal.set()
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self._reader is None:
+                self._reader = asyncio.create_task(self._read(track))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {"sdp": pc.localDescription.sdp, "type": "offer", "voice": self.voice}
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                f"{self.base_url}/offer", json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                data = await response.json(content_type=None)
+                if response.status != 200:
+                    raise CallerError(f"server answered {response.status}: {data.get('error')}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await pc.close()
+            raise CallerError(f"cannot reach {self.base_url}: {exc}") from exc
+        except CallerError:
+            await pc.close()
+            raise
+        self.session_id = data["session_id"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+        async with asyncio.timeout(timeout_s):
+            while pc.connectionState != "connected":
+                if pc.connectionState in ("failed", "closed"):
+                    raise CallerError(f"connection {pc.connectionState}")
+                await asyncio.sleep(0.02)
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        resampler = FrameResampler(16000)
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                pcm = frame.to_ndarray()
+                self.frames.append(ReceivedFrame(now, int(np.abs(pcm).max(initial=0))))
+                self.audio.append(resampler.resample(frame))
+                self._frame_signal.set()
+
+    # ---- what the test or the benchmark does ------------------------------------
+
+    def say(self, pcm: Pcm, rate: int) -> Utterance:
+        return self.mic.say(pcm, rate)
+
+    async def wait_agent_audio(self, after: float, timeout_s: float = 30.0) -> float:
+        """Arrival time of the first audible agent frame after `after`."""
+        index = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for frame in self.frames[index:]:
+                    if frame.at > after and frame.peak >= AUDIBLE_PEAK:
+                        return frame.at
+                index = len(self.frames)
+                self._frame_signal.clear()
+                await self._frame_signal.wait()
+
+    async def wait_agent_quiet(self, after: float, quiet_s: float = 0.1,
+                               timeout_s: float = 10.0) -> float:
+        """Time the agent's audio stopped: start of the first quiet run of `quiet_s`."""
+        run_start: float | None = None
+        index = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for frame in self.frames[index:]:
+                    if frame.at <= after:
+                        continue
+                    if frame.peak >= AUDIBLE_PEAK:
+                        run_start = None
+                    elif run_start is None:
+                        run_start = frame.at
+                    elif frame.at - run_start >= quiet_s:
+                        return run_start
+                index = len(self.frames)
+                self._frame_signal.clear()
+                await self._frame_signal.wait()
+
+    async def wait_event(self, kind: str, *, after: float = 0.0, timeout_s: float = 30.0,
+                         **match: Any) -> dict[str, Any]:
+        index = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for at, event in self.events[index:]:
+                    if at >= after and event.get("type") == kind and all(
+                        event.get(k) == v for k, v in match.items()
+                    ):
+                        return event
+                index = len(self.events)
+                self._event_signal.clear()
+                await self._event_signal.wait()
+
+    def agent_audio(self) -> Pcm:
+        return np.concatenate(self.audio) if self.audio else np.zeros(0, dtype=np.int16)
+
+    async def close(self) -> None:
+        self.mic.interrupt()
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader

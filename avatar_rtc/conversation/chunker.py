@@ -1,0 +1,560 @@
+"""Streaming sentence chunker: LLM token deltas in, speakable TTS chunks out.
+
+The pipeline has three stages, each a deterministic function of the text seen so far:
+
+1. ``_MarkdownCleaner`` strips markdown and emoji from the raw stream.  It holds back
+   only what it cannot decide yet (a line start that may be a list marker, ``]`` that may
+   open a link target, ``*``/``_`` whose meaning depends on the next character).  Its
+   output is plain text in which ``"\\n"`` marks a *hard* break (blank line, list item,
+   heading, table row, code fence) and every other newline has become a space.
+2. ``_normalize`` collapses whitespace into single separators (``" "`` or ``"\\n"``) and
+   drops a space left in front of ``! ? , ; : ) …`` (typically by a removed emoji).
+3. ``SentenceChunker._scan`` walks the normalized text and decides, position by position,
+   whether a chunk ends there.  A decision is taken only once the characters it depends on
+   are present; otherwise the scan stops and waits for more text.
+
+Because no stage ever decides on a prefix something it would decide differently with more
+text, the chunks do not depend on how the stream was split into tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = ["ChunkerConfig", "SentenceChunker", "clean_for_speech"]
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    """Chunk length policy.
+
+    Lengths are measured in characters, with East Asian wide characters (CJK) counted
+    twice, which roughly matches their speaking time.
+    """
+
+    first_chunk_min_chars: int = 12  # the first chunk may break at a clause boundary once this long
+    clause_min_chars: int = 40  # later chunks break at clause boundaries once this long
+    max_chars: int = 220  # force a break (at the last space) past this
+
+    def __post_init__(self) -> None:
+        if self.first_chunk_min_chars < 0 or self.clause_min_chars < 0:
+            raise ValueError("clause thresholds must not be negative")
+        if self.max_chars < 2:
+            raise ValueError("max_chars must be at least 2")
+
+
+# --------------------------------------------------------------------------------------
+# Character classes
+# --------------------------------------------------------------------------------------
+
+_LATIN_TERMINATORS = frozenset(".!?…")
+_CJK_TERMINATORS = frozenset("。！？｡")
+_CLOSERS = frozenset("\"')]}»”’」』】〕）〉》")
+_CLAUSE_MARKS = frozenset(",;:")
+_CJK_CLAUSE_MARKS = frozenset("，、；：､")
+_DASHES = frozenset("—–")
+_SEPARATORS = frozenset(" \n")
+# A space directly in front of these (after a word character) is dropped: "job 🎉!" -> "job!".
+_NO_SPACE_BEFORE = frozenset("!?,;:)…")
+_NO_SPACE_BEFORE_GAP = _NO_SPACE_BEFORE | _LATIN_TERMINATORS | _CJK_TERMINATORS | _CJK_CLAUSE_MARKS
+_GAP = "\x1f"  # emitted by the cleaner where it removed an emoji
+# Symbols of category So that are spoken, not pictographs.
+_KEEP_SYMBOLS = frozenset("°℃℉©®™№")
+
+# Abbreviations, lower-cased, without their final period.
+_ABBREV_NEVER_END = frozenset(
+    {
+        "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt", "vs", "cf", "viz",
+        "e.g", "i.e", "eg", "ie", "approx", "ca", "est", "al", "u.s", "u.k", "u.n", "e.u",
+        "u.s.a", "gen", "gov", "sen", "rep", "rev", "hon", "capt", "col", "lt", "sgt",
+        "messrs", "dept",
+    }
+)  # fmt: skip
+# Ends a sentence unless the next word starts with a lowercase letter or a digit.
+_ABBREV_END_IF_CAPITAL = frozenset(
+    {
+        "etc", "inc", "ltd", "co", "corp", "llc", "plc", "a.m", "p.m", "min", "mins", "hr",
+        "hrs", "sec", "secs", "tbsp", "tsp", "oz", "lb", "lbs", "ft", "yd", "mi", "sq",
+    }
+)  # fmt: skip
+# Ends a sentence unless a number follows ("No. 5", "Jan. 3", "p. 12").
+_ABBREV_END_UNLESS_NUMBER = frozenset(
+    {
+        "no", "nos", "nr", "vol", "vols", "p", "pp", "ch", "chap", "sec", "fig", "figs",
+        "eq", "ref", "tel", "ext", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+        "sept", "oct", "nov", "dec",
+    }
+)  # fmt: skip
+_DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
+_LEADING_NON_WORD = re.compile(r"^[\W_]+")
+
+
+@lru_cache(maxsize=8192)
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+@lru_cache(maxsize=8192)
+def _is_emoji(ch: str) -> bool:
+    """Emoji, pictographs and their glue: So/Sk symbols, variation selectors, ZWJ, tags."""
+    if ch in _KEEP_SYMBOLS:
+        return False
+    code = ord(ch)
+    if (
+        0xFE00 <= code <= 0xFE0F  # variation selectors
+        or code in (0x200B, 0x200C, 0x200D, 0x20E3)  # zero width space/joiners, keycap
+        or 0xE0000 <= code <= 0xE007F  # tag characters (subdivision flags)
+    ):
+        return True
+    return unicodedata.category(ch) in ("So", "Sk")
+
+
+def _weight(ch: str) -> int:
+    return 2 if _is_wide(ch) else 1
+
+
+def _is_speakable(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+# --------------------------------------------------------------------------------------
+# Stage 1: streaming markdown / emoji cleaner
+# --------------------------------------------------------------------------------------
+
+
+class _LineKind(enum.Enum):
+    PLAIN = enum.auto()
+    ITEM = enum.auto()
+    HEADING = enum.auto()
+    TABLE = enum.auto()
+
+
+_HARD_LINE_KINDS = frozenset({_LineKind.ITEM, _LineKind.HEADING, _LineKind.TABLE})
+_MARKER_LIMIT = 40
+_MARKER_RUN = re.compile(rf"[ \t#*+\-•0-9.)>`~_=|:]{{0,{_MARKER_LIMIT}}}")
+_LINE_MARKER = re.compile(
+    r"[ \t]*(?:(?P<quote>>[ \t]?)|(?P<heading>#{1,6})[ \t]|(?P<bullet>[-*+•])[ \t]"
+    r"|(?P<number>\d{1,3})[.)][ \t]|(?P<table>\|))"
+)
+_FENCE = re.compile(r"[ \t]*(?:```|~~~)")
+_RULE_CHARS = frozenset("-*_=|: \t")
+_URL_STOP = re.compile(r"[()\s]")
+_URL_LIMIT = 2048
+_NEEDS_NEXT = frozenset("*_~!]")
+
+
+class _MarkdownCleaner:
+    """Incremental markdown/emoji stripper.  ``feed`` returns the text it could decide."""
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._line_start = True
+        self._kind = _LineKind.PLAIN
+        self._prev = ""  # previous raw character on the current line
+
+    def _reset(self) -> None:
+        self._raw = ""
+        self._line_start = True
+        self._kind = _LineKind.PLAIN
+        self._prev = ""
+
+    def feed(self, text: str) -> str:
+        self._raw += text.replace("\r", "")
+        return self._run(final=False)
+
+    def finish(self) -> str:
+        out = self._run(final=True)
+        self._reset()
+        return out
+
+    def _run(self, final: bool) -> str:
+        s = self._raw
+        n = len(s)
+        i = 0
+        out: list[str] = []
+        while i < n:
+            if self._line_start:
+                step = self._line_start_step(s, i, final)
+                if step is None:
+                    break
+                i, emitted = step
+                out.append(emitted)
+                continue
+            c = s[i]
+            if c == "\n":
+                out.append("\n" if self._kind in _HARD_LINE_KINDS else " ")
+                self._line_start = True
+                self._kind = _LineKind.PLAIN
+                self._prev = ""
+                i += 1
+                continue
+            if c in _NEEDS_NEXT:
+                if i + 1 >= n and not final:
+                    break
+                nxt = s[i + 1] if i + 1 < n else ""
+                if c == "]" and nxt == "(":
+                    end = self._link_target_end(s, i + 2, final)
+                    if end is None:
+                        break
+                    if end > 0:  # "](url)": drop the target, the text was already emitted
+                        self._prev = ")"
+                        i = end
+                        continue
+                    # not a link target: drop the bracket, keep the parenthesis
+                elif c == "*":
+                    prev_ok = self._prev.isdigit() or self._prev == " "
+                    if prev_ok and (nxt.isdigit() or nxt == " "):
+                        out.append(c)  # arithmetic "2 * 3", not emphasis
+                elif c == "_":
+                    if self._prev.isalnum() and nxt.isalnum():
+                        out.append(" ")  # snake_case -> "snake case"
+                elif c == "~":
+                    if nxt == "~":  # ~~strikethrough~~ marker
+                        self._prev = c
+                        i += 2
+                        continue
+                    out.append(c)
+                elif c == "!" and nxt != "[":  # "![alt](src)": drop the image marker
+                    out.append(c)
+            elif c in "[`":
+                pass
+            elif c == "|" or c == "\t":
+                out.append(" ")
+            else:
+                out.append(_GAP if _is_emoji(c) else c)
+            self._prev = c
+            i += 1
+        self._raw = s[i:]
+        return "".join(out)
+
+    def _link_target_end(self, s: str, start: int, final: bool) -> int | None:
+        """End index of ``(url)`` opened at ``start - 1``; 0 if it is no link; None: wait."""
+        depth = 0
+        for m in _URL_STOP.finditer(s, start):
+            if m.start() - start > _URL_LIMIT:
+                return 0
+            ch = m.group()
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                if depth == 0:
+                    return m.end()
+                depth -= 1
+            else:
+                return 0
+        if len(s) - start > _URL_LIMIT or final:
+            return 0
+        return None
+
+    def _line_start_step(self, s: str, i: int, final: bool) -> tuple[int, str] | None:
+        """Handle block markers at the start of a line.  Returns (next index, output)."""
+        n = len(s)
+        m = _MARKER_RUN.match(s, i)
+        k = m.end() if m else i
+        capped = k - i >= _MARKER_LIMIT
+        if k == n and not capped and not final:
+            return None
+        seg = s[i:k]
+        nxt = s[k] if k < n else ""
+        if _FENCE.match(seg):  # ``` or ~~~ fence line: drop it entirely
+            end = s.find("\n", k)
+            if end < 0:
+                if not final:
+                    return None
+                return n, "\n"
+            return end + 1, "\n"
+        if not capped and nxt in ("\n", ""):
+            body = seg.strip(" \t")
+            if not body:  # blank line
+                return (k + 1 if nxt else k), "\n"
+            if all(ch in _RULE_CHARS for ch in body) and sum(ch in "-*_=" for ch in body) >= 3:
+                return (k + 1 if nxt else k), "\n"  # horizontal rule / table separator
+        marker = _LINE_MARKER.match(seg)
+        if marker is not None:
+            end = i + marker.end()
+            if marker.group("quote") is not None:
+                return end, ""  # stay at line start: "> - item" is a quoted list item
+            self._line_start = False
+            self._prev = ""
+            if marker.group("heading") is not None:
+                self._kind = _LineKind.HEADING
+            elif marker.group("table") is not None:
+                self._kind = _LineKind.TABLE
+            else:
+                self._kind = _LineKind.ITEM
+            return end, "\n"
+        self._line_start = False
+        self._prev = ""
+        self._kind = _LineKind.PLAIN
+        if nxt and not seg.strip(" \t") and _is_emoji(nxt):
+            self._kind = _LineKind.ITEM  # "✅ Done" lines are list items
+            return k, "\n"
+        return i, ""
+
+
+# --------------------------------------------------------------------------------------
+# Stage 2: whitespace normalization
+# --------------------------------------------------------------------------------------
+
+
+def _normalize(buf: str, tail: str, text: str) -> tuple[str, str]:
+    """Append cleaned ``text`` to ``buf``; ``tail`` is a separator not yet committed.
+
+    ``tail`` is "" (none), " ", "\n" (hard break) or ``_GAP`` (a space next to a removed
+    emoji, dropped before punctuation: "Done 🎉." -> "Done.", "Hi🎉there" -> "Hi there").
+    """
+    parts: list[str] = []
+    last = buf[-1] if buf else ""
+    for c in text:
+        if c == "\n":
+            tail = "\n"
+        elif c == _GAP:
+            if tail in ("", " "):
+                tail = _GAP
+        elif c.isspace():
+            if not tail:
+                tail = " "
+        else:
+            if tail:
+                # Only after a word: a space after punctuation may already have ended a chunk.
+                drop_before = _NO_SPACE_BEFORE_GAP if tail == _GAP else _NO_SPACE_BEFORE
+                dropped = tail != "\n" and last.isalnum() and c in drop_before
+                if last and not dropped:
+                    parts.append(" " if tail == _GAP else tail)
+                tail = ""
+            parts.append(c)
+            last = c
+    return buf + "".join(parts), tail
+
+
+def clean_for_speech(text: str) -> str:
+    """Strip markdown and emoji from ``text`` and normalize its whitespace."""
+    cleaner = _MarkdownCleaner()
+    cleaned = cleaner.feed(text) + cleaner.finish()
+    buf, _ = _normalize("", "", cleaned)
+    return buf.replace("\n", " ")
+
+
+# --------------------------------------------------------------------------------------
+# Stage 3: chunking
+# --------------------------------------------------------------------------------------
+
+
+class _Decision(enum.Enum):
+    NO = enum.auto()
+    YES = enum.auto()
+    WAIT = enum.auto()
+
+
+_END = ""  # look-ahead value meaning "end of the stream" (flush)
+
+
+class SentenceChunker:
+    """Turns streamed LLM text into speakable chunks as early as the text allows."""
+
+    def __init__(self, config: ChunkerConfig | None = None) -> None:
+        self._config = config or ChunkerConfig()
+        self._cleaner = _MarkdownCleaner()
+        self._buf = ""  # normalized text of the pending chunk and what follows it
+        self._tail = ""  # trailing separator not yet committed to _buf
+        self._pos = 0  # every position before this one is decided "no break"
+        self._pos_weight = 0  # weighted length of _buf[:_pos]
+        self._first = True  # no chunk emitted yet in this stream
+
+    def push(self, text: str) -> list[str]:
+        """Feed a token/delta; return the chunks it completed."""
+        if not text:
+            return []
+        self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.feed(text))
+        return self._scan(final=False)
+
+    def flush(self) -> list[str]:
+        """End of stream: return whatever remains, cleaned; the next push starts a new stream."""
+        self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.finish())
+        out = self._scan(final=True)
+        self._emit(self._buf, out)
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Drop everything pending (barge-in)."""
+        self._cleaner = _MarkdownCleaner()
+        self._buf = ""
+        self._tail = ""
+        self._pos = 0
+        self._pos_weight = 0
+        self._first = True
+
+    # -- scanning ------------------------------------------------------------------
+
+    def _scan(self, final: bool) -> list[str]:
+        out: list[str] = []
+        max_chars = self._config.max_chars
+        while True:
+            buf = self._buf
+            i = self._pos
+            if i >= len(buf):
+                if buf and self._tail == "\n":
+                    self._cut(len(buf), len(buf), out)
+                    continue
+                return out
+            c = buf[i]
+            width = _weight(c)
+            if c not in _SEPARATORS and i > 0 and self._pos_weight + width > max_chars:
+                self._forced_cut(i, out)
+                continue
+            if c == "\n":
+                self._cut(i, i + 1, out)
+                continue
+            decision, end = self._decide(i, final)
+            if decision is _Decision.WAIT:
+                return out
+            if decision is _Decision.YES:
+                self._cut(end, end, out)
+                continue
+            self._pos = i + 1
+            self._pos_weight += width
+
+    def _decide(self, i: int, final: bool) -> tuple[_Decision, int]:
+        """May a chunk end right after the candidate starting at ``i``? (decision, end)."""
+        buf = self._buf
+        c = buf[i]
+        prev = buf[i - 1] if i > 0 else ""
+        if c in _CJK_TERMINATORS:
+            return _Decision.YES, i + 1
+        if c in _CJK_CLAUSE_MARKS:
+            return (_Decision.YES if self._long_enough(i + 1) else _Decision.NO), i + 1
+        if c in _LATIN_TERMINATORS:
+            if prev in _LATIN_TERMINATORS:
+                return _Decision.NO, i + 1  # inside a run decided at its start
+            end = i
+            while end < len(buf) and buf[end] in _LATIN_TERMINATORS:
+                end += 1
+            while end < len(buf) and buf[end] in _CLOSERS:
+                end += 1
+            return self._sentence_end(i, end, final), end
+        if c in _CLAUSE_MARKS:
+            if not self._long_enough(i + 1):
+                return _Decision.NO, i + 1
+            return self._followed_by_space(i + 1, final), i + 1
+        if c in _DASHES:
+            if prev != " ":  # only spaced dashes: " — " and " – "
+                return _Decision.NO, i + 1
+            end = i
+            while end < len(buf) and buf[end] in _DASHES:
+                end += 1
+            decision = self._followed_by_space(end, final)  # first: the run may go on
+            if decision is _Decision.YES and not self._long_enough(end):
+                decision = _Decision.NO
+            return decision, (end if decision is _Decision.YES else i + 1)
+        return _Decision.NO, i + 1
+
+    def _lookahead(self, j: int, final: bool) -> str | None:
+        """Character at ``j``: a separator, text, ``_END`` after flush, or None (unknown)."""
+        if j < len(self._buf):
+            return self._buf[j]
+        if self._tail == _GAP:  # a space unless dropped, which happens only after a word
+            return " " if self._buf and not self._buf[-1].isalnum() else None
+        if self._tail:
+            return self._tail
+        return _END if final else None
+
+    def _word_after(self, j: int, final: bool) -> str | None:
+        """First character of the word after the separator at ``j``."""
+        if j + 1 < len(self._buf):
+            return self._buf[j + 1]
+        return _END if final else None
+
+    def _followed_by_space(self, j: int, final: bool) -> _Decision:
+        la = self._lookahead(j, final)
+        if la is None:
+            return _Decision.WAIT
+        return _Decision.YES if la == _END or la in _SEPARATORS else _Decision.NO
+
+    def _sentence_end(self, i: int, end: int, final: bool) -> _Decision:
+        la = self._lookahead(end, final)
+        if la is None:
+            return _Decision.WAIT
+        if la == _END:
+            return _Decision.YES
+        # A hard break ("\n") is judged like a space: a trailing space may still turn into
+        # one, and the break itself ends the chunk right after the run anyway.
+        if la not in _SEPARATORS:
+            # "3.14", "example.com", "e.g": no break; text in a spaceless script proves it.
+            return _Decision.YES if _is_wide(la) else _Decision.NO
+        core = "".join(ch for ch in self._buf[i:end] if ch not in _CLOSERS)
+        if core == ".":
+            word = self._word_before(i)
+            low = word.lower()
+            if low in _ABBREV_NEVER_END or _DOTTED_INITIALS.fullmatch(word):
+                return _Decision.NO
+            if len(word) == 1 and word.isupper():
+                return _Decision.NO  # initial: "J. R. R. Tolkien"
+            if low in _ABBREV_END_IF_CAPITAL or low in _ABBREV_END_UNLESS_NUMBER:
+                nxt = self._word_after(end, final)
+                if nxt is None:
+                    return _Decision.WAIT
+                if nxt.isdigit() or (low in _ABBREV_END_IF_CAPITAL and nxt.islower()):
+                    return _Decision.NO
+        elif (len(core) > 1 and set(core) <= {".", "…"}) or core == "…":
+            nxt = self._word_after(end, final)  # ellipsis: "well... maybe" keeps going
+            if nxt is None:
+                return _Decision.WAIT
+            if nxt.islower():
+                return _Decision.NO
+        return _Decision.YES
+
+    def _word_before(self, i: int) -> str:
+        buf = self._buf
+        k = i
+        while k > 0 and buf[k - 1] not in _SEPARATORS:
+            k -= 1
+        return _LEADING_NON_WORD.sub("", buf[k:i])
+
+    def _long_enough(self, end: int) -> bool:
+        weight = self._pos_weight + sum(_weight(ch) for ch in self._buf[self._pos : end])
+        cfg = self._config
+        return weight >= (cfg.first_chunk_min_chars if self._first else cfg.clause_min_chars)
+
+    def _forced_cut(self, i: int, out: list[str]) -> None:
+        """``_buf[:i + 1]`` is too long: break at the last space (or CJK character) before i."""
+        buf = self._buf
+        space = buf.rfind(" ", 1, i)
+        cjk = 0
+        for k in range(i, max(space, 0), -1):
+            before, after = buf[k - 1], buf[k]
+            if (
+                (_is_wide(before) or _is_wide(after))
+                and " " not in (before, after)
+                and not unicodedata.category(after).startswith("P")
+            ):
+                cjk = k
+                break
+        if cjk > 0 and cjk > space:
+            self._cut(cjk, cjk, out)
+        elif space > 0:
+            self._cut(space, space + 1, out)
+        else:
+            self._cut(i, i, out)  # one endless word: cut it
+
+    def _cut(self, chunk_end: int, rest_start: int, out: list[str]) -> None:
+        chunk = self._buf[:chunk_end]
+        rest = self._buf[rest_start:]
+        if rest and rest[0] in _SEPARATORS:
+            rest = rest[1:]
+        self._buf = rest
+        if not rest:
+            self._tail = ""
+        self._pos = 0
+        self._pos_weight = 0
+        self._emit(chunk, out)
+
+    def _emit(self, chunk: str, out: list[str]) -> None:
+        text = chunk.strip()
+        if _is_speakable(text):
+            out.append(text)
+            self._first = False

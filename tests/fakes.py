@@ -1,0 +1,136 @@
+"""Small deterministic backends for unit tests of the conversation logic.
+
+The real models are tested in the integration tests; these only make timing and
+content predictable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_rtc.backends.base import BackendError, ChatMessage, Pcm, Transcript, Voice
+from avatar_rtc.backends.registry import Backends
+
+RATE = 16000
+
+
+def tone(seconds: float, rate: int = RATE, freq: float = 300.0, amp: float = 0.3) -> Pcm:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * freq * t) * amp * 32767).astype(np.int16)
+
+
+def silence(seconds: float, rate: int = RATE) -> Pcm:
+    return np.zeros(int(seconds * rate), dtype=np.int16)
+
+
+class EnergyVadStream:
+    """Speech = loud frame. Exact on synthetic tones and silence."""
+
+    frame_samples = 512
+
+    def probability(self, frame: npt.NDArray[np.float32]) -> float:
+        return 1.0 if float(np.sqrt(np.mean(frame**2))) > 0.02 else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+class EnergyVad:
+    name = "energy"
+    sample_rate = RATE
+    frame_samples = 512
+
+    def stream(self) -> EnergyVadStream:
+        return EnergyVadStream()
+
+
+@dataclass
+class FakeStt:
+    text: str = "hello there"
+    delay_s: float = 0.02
+    calls: list[int] = field(default_factory=list)
+    name: str = "fake-stt"
+
+    async def transcribe(self, pcm: Pcm, sample_rate: int) -> Transcript:
+        self.calls.append(len(pcm))
+        await asyncio.sleep(self.delay_s)
+        return Transcript(self.text, "en", len(pcm) / sample_rate)
+
+    async def warmup(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass
+class FakeLlm:
+    reply: str = "The first sentence is here. And here is a second one."
+    token_delay_s: float = 0.005
+    fail: bool = False
+    requests: list[list[ChatMessage]] = field(default_factory=list)
+    cancelled: int = 0
+    completed: int = 0
+    name: str = "fake-llm"
+
+    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        self.requests.append(list(messages))
+        if self.fail:
+            raise BackendError("llm", "model crashed")
+        finished = False
+        try:
+            for word in self.reply.split(" "):
+                await asyncio.sleep(self.token_delay_s)
+                yield word + " "
+            finished = True
+            self.completed += 1
+        finally:
+            if not finished:
+                self.cancelled += 1
+
+    async def warmup(self, system_prompt: str = "") -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass
+class FakeTts:
+    """Speaks `seconds_per_char` of a tone per character, in one piece per chunk."""
+
+    sample_rate: int = 24000
+    seconds_per_char: float = 0.04
+    texts: list[str] = field(default_factory=list)
+    name: str = "fake-tts"
+
+    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+        self.texts.append(text)
+        await asyncio.sleep(0.005)
+        yield tone(len(text) * self.seconds_per_char, self.sample_rate, freq=200.0)
+
+    def voices(self) -> list[str]:
+        return ["fake"]
+
+    def default_voice(self) -> Voice:
+        return Voice(backend="fake", name="fake")
+
+    async def warmup(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def fake_backends(**kwargs: object) -> Backends:
+    return Backends(
+        vad=EnergyVad(),
+        stt=kwargs.get("stt", FakeStt()),  # type: ignore[arg-type]
+        llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
+        tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]
+    )

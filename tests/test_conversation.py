@@ -1,0 +1,214 @@
+"""The turn / barge-in state machine, with fake backends and a real paced track."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from avatar_rtc.conversation.agent import Conversation, ConversationConfig
+from avatar_rtc.conversation.endpointing import EndpointConfig
+from avatar_rtc.conversation.history import INTERRUPTED_MARK
+from avatar_rtc.conversation.turn import Turn
+from media import PacedAudioTrack
+from tests.fakes import FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
+
+pytestmark = pytest.mark.timeout(30)
+
+CONFIG = ConversationConfig(
+    endpoint=EndpointConfig(
+        min_speech_ms=160, end_silence_ms=256, preroll_ms=96, pause_after_ms=64
+    ),
+    system_prompt="Be brief.",
+)
+
+
+class Harness:
+    def __init__(self, conversation: Conversation, track: PacedAudioTrack) -> None:
+        self.conversation = conversation
+        self.track = track
+        self.events: list[dict[str, Any]] = []
+        self.turns: list[Turn] = []
+        self.sent_frames: list[np.ndarray] = []
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind]
+
+    async def say(self, pcm: np.ndarray, chunk_ms: int = 20) -> None:
+        """Feeds 16 kHz audio in real time, like the inbound track does."""
+        step = 16 * chunk_ms
+        for start in range(0, len(pcm), step):
+            self.conversation.feed(pcm[start : start + step])
+            await asyncio.sleep(chunk_ms / 1000)
+
+    async def wait_for(self, kind: str, count: int = 1, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.of_type(kind)) < count:
+                await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def harness(**backend_overrides: object) -> AsyncIterator[Harness]:
+    track = PacedAudioTrack()
+    backends = fake_backends(**backend_overrides)
+    holder: dict[str, Harness] = {}
+    conversation = Conversation(
+        backends,
+        CONFIG,
+        track,
+        emit=lambda e: holder["h"].events.append(e),
+        on_turn_finished=lambda t: holder["h"].turns.append(t),
+    )
+    h = Harness(conversation, track)
+    holder["h"] = h
+    track.add_tap(lambda pcm: h.sent_frames.append(pcm))
+
+    async def sender() -> None:  # what aiortc's RTP sender does
+        while True:
+            await track.recv()
+
+    task = asyncio.create_task(sender())
+    try:
+        yield h
+    finally:
+        await conversation.aclose()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        track.stop()
+
+
+async def test_a_turn_flows_through_every_stage() -> None:
+    stt, llm, tts = FakeStt(), FakeLlm(), FakeTts()
+    async with harness(stt=stt, llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([silence(0.2), tone(0.6), silence(0.5)]))
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+        assert end["interrupted"] is False
+        assert end["spoken_text"] == "The first sentence is here. And here is a second one."
+        assert h.of_type("user_transcript") == [
+            {"type": "user_transcript", "turn": 0, "text": "hello there"}
+        ]
+        states = [e["state"] for e in h.of_type("state")]
+        assert states == ["thinking", "speaking", "listening"]
+        assert [e["text"] for e in h.of_type("agent_text")] == tts.texts
+        timings = h.of_type("timings")[0]["timings"]
+        for key in ("endpoint_ms", "stt_ms", "llm_first_token_ms", "first_chunk_ms",
+                    "tts_first_audio_ms", "first_audio_sent_ms"):
+            assert key in timings, key
+        assert timings["endpoint_ms"] >= 200  # the end-of-turn silence was waited for
+        # Speculation: everything but playback was done during that silence.
+        assert timings["first_audio_sent_ms"] - timings["endpoint_ms"] < 150
+        assert llm.requests[0][0].content == "Be brief."
+        assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
+        # The agent's audio went out: non-silent frames were sent.
+        assert any(np.abs(f).max() > 1000 for f in h.sent_frames)
+
+
+async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:
+    stt, llm = FakeStt(), FakeLlm()
+    async with harness(stt=stt, llm=llm) as h:
+        await h.say(np.concatenate([tone(0.4), silence(0.15), tone(0.4), silence(0.5)]))
+        await h.wait_for("turn_end")
+        await asyncio.sleep(0.2)
+        assert len(h.of_type("user_transcript")) == 1
+        assert len(h.turns) == 1
+        # Two speculative starts (one per pause); the first was thrown away and the
+        # committed one transcribed the whole utterance (both tones).
+        assert len(stt.calls) == 2
+        assert stt.calls[1] > stt.calls[0] + 0.35 * 16000
+
+
+async def test_barge_in_stops_audio_within_a_frame_and_keeps_only_heard_text() -> None:
+    llm = FakeLlm(reply="This is a long answer that keeps going and going. " * 3)
+    tts = FakeTts(seconds_per_char=0.06)
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        await asyncio.sleep(0.8)  # let the agent speak a while
+        assert h.track.is_playing
+        frames_before = len(h.sent_frames)
+        await h.say(tone(0.3))  # the user talks over it
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+        assert end["interrupted"] is True
+        assert end["spoken_text"] and end["spoken_text"] != end["reply_text"].strip()
+        assert end["reply_text"].strip().startswith(end["spoken_text"].rstrip(".").strip()[:20])
+        assert len(end["spoken_text"]) < len(end["reply_text"].strip())
+        assert llm.cancelled == 1 or llm.completed == 1  # generation stopped or done
+        assert not h.track.is_playing
+        # Audio stopped: once the barge-in was confirmed, no agent tone went out.
+        await asyncio.sleep(0.1)
+        tail = h.sent_frames[frames_before + 20 :]
+        assert tail and all(np.abs(f).max() == 0 for f in tail)
+        # The next turn sees the cut reply, marked interrupted.
+        llm.reply = "Sure."
+        await h.say(silence(0.5))
+        await h.wait_for("turn_end", 2)
+        assistant = llm.requests[1][-2]
+        assert assistant.role == "assistant"
+        assert assistant.content.endswith(INTERRUPTED_MARK)
+        assert assistant.content.startswith(end["spoken_text"])
+        assert h.turns[0].interrupted and not h.turns[1].interrupted
+
+
+async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:
+    tts = FakeTts(seconds_per_char=0.03)
+    async with harness(tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        await asyncio.sleep(0.2)
+        await h.say(np.concatenate([tone(0.1), silence(0.3)]))  # 100 ms: not speech
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+        assert end["interrupted"] is False
+        assert end["spoken_text"] == end["reply_text"].strip()
+        assert len(h.of_type("user_transcript")) == 1
+
+
+async def test_a_backend_crash_reports_an_error_and_the_agent_keeps_listening() -> None:
+    llm = FakeLlm(fail=True)
+    async with harness(llm=llm) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("error")
+        assert "llm" in h.of_type("error")[0]["message"]
+        await h.wait_for("turn_end")
+        assert h.conversation.state == "listening"
+        llm.fail = False
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end", 2)
+        assert h.of_type("turn_end")[1]["spoken_text"]
+
+
+async def test_hanging_up_mid_reply_stores_the_turn_as_cut_off() -> None:
+    llm = FakeLlm(reply="Words " * 60)
+    async with harness(llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        await asyncio.sleep(0.3)
+        await h.conversation.aclose()
+        assert len(h.turns) == 1
+        turn = h.turns[0]
+        assert turn.cut_off and not turn.interrupted
+        assert 0 < len(turn.spoken_text) < len(turn.reply_text.strip())
+
+
+async def test_silence_and_noise_blips_start_no_turn() -> None:
+    stt = FakeStt()
+    async with harness(stt=stt) as h:
+        await h.say(np.concatenate([silence(0.5), tone(0.064), silence(0.5)]))
+        await asyncio.sleep(0.1)
+        assert stt.calls == []
+        assert h.turns == []
+
+
+async def test_empty_transcript_makes_no_turn_and_returns_to_listening() -> None:
+    async with harness(stt=FakeStt(text="")) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await asyncio.sleep(0.2)
+        assert h.turns == []
+        assert h.conversation.state == "listening"
