@@ -15,6 +15,7 @@ from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.call import Call
 from avatar_rtc.settings import Settings
 from avatar_rtc.storage import Store, default_url
+from media.latency import set_audio_prefetch
 from signaling.ice import restrict_host_addresses, rtc_configuration
 from signaling.peers import PeerLimits, PeerRegistry
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     from avatar_rtc import routes
 
     restrict_host_addresses(settings.ice.host_addresses)
+    set_audio_prefetch(settings.server.inbound_jitter_frames)
     registry = PeerRegistry(
         settings.server.max_calls,
         PeerLimits(

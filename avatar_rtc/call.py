@@ -71,6 +71,8 @@ class Call:
         self._channel = channel
 
         def flush() -> None:
+            channel.send(json.dumps({"type": "hello", "session_id": self.id}))
+            channel.send(json.dumps({"type": "state", "state": self.conversation.state}))
             for message in self._early_events:
                 channel.send(message)
             self._early_events.clear()

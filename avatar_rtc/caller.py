@@ -44,14 +44,18 @@ class Utterance:
     pcm: Pcm  # 48 kHz mono
     queued_at: float
     started_at: float | None = None
+    speech_start_at: float | None = None  # when the first voiced sample left the mic
     speech_end_at: float | None = None  # when the last voiced sample left the mic
+    voiced: asyncio.Event = field(default_factory=asyncio.Event)  # speech_start_at is set
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _offset: int = 0
+    _first_voiced: int = 0
     _last_voiced: int = 0
 
     def __post_init__(self) -> None:
         voiced = np.flatnonzero(np.abs(self.pcm) > VOICED_PEAK)
-        self._last_voiced = int(voiced[-1]) + 1 if voiced.size else 0
+        if voiced.size:
+            self._first_voiced, self._last_voiced = int(voiced[0]), int(voiced[-1]) + 1
 
 
 class MicrophoneTrack(MediaStreamTrack):
@@ -91,10 +95,13 @@ class MicrophoneTrack(MediaStreamTrack):
             if utterance.started_at is None:
                 utterance.started_at = now
             take = min(FRAME - filled, len(utterance.pcm) - utterance._offset)
-            out[filled : filled + take] = utterance.pcm[utterance._offset : utterance._offset + take]
             before = utterance._offset
+            out[filled : filled + take] = utterance.pcm[before : before + take]
             utterance._offset += take
             filled += take
+            if before <= utterance._first_voiced < utterance._offset:
+                utterance.speech_start_at = now + (utterance._first_voiced - before) / RATE
+                utterance.voiced.set()
             if before < utterance._last_voiced <= utterance._offset:
                 # The frame leaves now; the voiced sample sits this far into it.
                 utterance.speech_end_at = now + (utterance._last_voiced - before) / RATE
@@ -183,6 +190,8 @@ class Caller:
             while True:
                 frame = await track.recv()
                 now = time.monotonic()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
                 pcm = frame.to_ndarray()
                 self.frames.append(ReceivedFrame(now, int(np.abs(pcm).max(initial=0))))
                 self.audio.append(resampler.resample(frame))

@@ -13,6 +13,7 @@ from avatar_rtc.app import STATE, AppState
 from avatar_rtc.backends.base import Voice
 from avatar_rtc.call import Call
 from avatar_rtc.conversation.agent import ConversationConfig
+from avatar_rtc.conversation.chunker import ChunkerConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.logs import call_id_var
@@ -66,6 +67,11 @@ def _conversation_config(state: AppState) -> ConversationConfig:
         system_prompt=s.llm.system_prompt,
         max_history_turns=s.llm.max_history_turns,
         speculative=s.vad.speculative,
+        chunker=ChunkerConfig(
+            first_chunk_min_chars=s.tts.first_chunk_min_chars,
+            first_chunk_max_chars=s.tts.first_chunk_max_chars,
+            clause_min_chars=s.tts.clause_min_chars,
+        ),
     )
 
 

@@ -46,6 +46,9 @@ class ServerSettings:
     call_max_s: float = 1800.0
     idle_timeout_s: float = 300.0
     static_dir: str = ""  # empty: the static/ folder beside the package
+    # Inbound audio frames aiortc holds before release (its default 4 = 80 ms). The
+    # server's ears are VAD and STT, not a person: 1 frame is enough on most networks.
+    inbound_jitter_frames: int = 1
 
 
 @dataclass
@@ -86,13 +89,17 @@ class SttSettings:
     cpu_threads: int = 2
     language: str = "en"  # empty: detect per turn
     beam_size: int = 1
+    # Whisper's encoder window is fitted to the utterance but never below this (30 =
+    # Whisper's fixed window; shorter is much faster on a CPU, below ~8 s it loops).
+    min_window_s: float = 10.0
 
 
 @dataclass
 class LlmSettings:
     backend: str = "llama-cpp"  # or "openai" (vLLM, llama.cpp server, any compatible API)
     model_path: str = ""  # llama-cpp GGUF; empty: the packaged SmolLM2-135M-Instruct
-    n_threads: int = 2
+    n_threads: int = 2  # token generation
+    n_batch_threads: int = 2  # prompt evaluation
     n_ctx: int = 2048
     base_url: str = ""  # openai backend
     api_key: str = "none"
@@ -112,6 +119,11 @@ class TtsSettings:
     voice: str = "joe-medium"
     speed: float = 1.0
     threads: int = 1
+    # Chunking of the reply for TTS: the first chunk may end at a clause boundary once
+    # first_chunk_min_chars long, and is cut at a space past first_chunk_max_chars.
+    first_chunk_min_chars: int = 12
+    first_chunk_max_chars: int = 48
+    clause_min_chars: int = 40
 
 
 @dataclass
@@ -142,6 +154,8 @@ class Settings:
             (0 < self.server.port < 65536, "server.port must be 1-65535"),
             (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+            (1 <= self.server.inbound_jitter_frames <= 16,
+             "server.inbound_jitter_frames must be 1-16"),
             (0.0 < self.vad.threshold < 1.0, "vad.threshold must be between 0 and 1"),
             (
                 0.0 < self.vad.neg_threshold <= self.vad.threshold,
@@ -152,6 +166,7 @@ class Settings:
             (self.vad.max_utterance_s > 1.0, "vad.max_utterance_s must be > 1"),
             (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
+            (5.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 5-30"),
             (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
             (
                 self.llm.backend != "openai" or bool(self.llm.base_url),

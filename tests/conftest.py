@@ -16,10 +16,10 @@ from aiohttp import web
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
-from avatar_rtc.app import STATE, AppState, create_app  # noqa: E402
-from avatar_rtc.backends.registry import Backends, load_backends  # noqa: E402
-from avatar_rtc.persist import turn_dict  # noqa: E402
-from avatar_rtc.settings import Settings  # noqa: E402
+from avatar_rtc.app import STATE, AppState, create_app
+from avatar_rtc.backends.registry import Backends, load_backends
+from avatar_rtc.persist import turn_dict
+from avatar_rtc.settings import Settings
 
 
 def free_port() -> int:

@@ -74,14 +74,14 @@ async def test_talking_over_the_agent_stops_it_and_stores_the_cut_turn(
         started = await caller.wait_agent_audio(after=ask.speech_end_at, timeout_s=30)
         await asyncio.sleep(1.5)  # the agent is mid-story
         barge = caller.say(speak("Stop, stop. Wait a moment please."), 48000)
-        while barge.started_at is None:
-            await asyncio.sleep(0.01)
-        quiet_at = await caller.wait_agent_quiet(after=barge.started_at, quiet_s=0.3)
+        await barge.voiced.wait()
+        assert barge.speech_start_at is not None
+        quiet_at = await caller.wait_agent_quiet(after=barge.speech_start_at, quiet_s=0.3)
         end = await caller.wait_event("turn_end", interrupted=True, timeout_s=20)
         await barge.done.wait()
-    assert started < barge.started_at
+    assert started < barge.speech_start_at
     # The agent's audio stopped soon after the user started talking over it.
-    assert quiet_at - barge.started_at < 1.0
+    assert quiet_at - barge.speech_start_at < 1.0
     assert end["spoken_text"] and len(end["spoken_text"]) < len(end["reply_text"].strip())
     turns = await wait_turns(server, 1, interrupted=True)
     assert turns and turns[0]["interrupted"]

@@ -566,3 +566,17 @@ def test_chunks_respect_max_chars() -> None:
         for c in chunk(text, config):
             # a sentence-end run (e.g. '?!"') may finish right at the limit
             assert weighted_len(c) <= 60 + 3, c
+
+
+def test_first_chunk_max_chars_cuts_the_first_chunk_early_at_a_space() -> None:
+    text = "The capital of France is Paris and it is a lovely city to visit. It is big."
+    config = ChunkerConfig(first_chunk_max_chars=24)
+    chunker = SentenceChunker(config)
+    chunks = [c for ch in text for c in chunker.push(ch)] + chunker.flush()
+    assert chunks[0] == "The capital of France is"
+    assert len(chunks[0]) <= 24
+    # Later chunks keep the normal policy, and no word is lost.
+    assert chunks[1] == "Paris and it is a lovely city to visit."
+    assert " ".join(chunks).split() == text.split()
+    whole = SentenceChunker(config)
+    assert whole.push(text) + whole.flush() == chunks

@@ -34,6 +34,11 @@ class Harness:
         self.events: list[dict[str, Any]] = []
         self.turns: list[Turn] = []
         self.sent_frames: list[np.ndarray] = []
+        self.changed = asyncio.Event()
+
+    def record(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self.changed.set()
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == kind]
@@ -45,10 +50,11 @@ class Harness:
             self.conversation.feed(pcm[start : start + step])
             await asyncio.sleep(chunk_ms / 1000)
 
-    async def wait_for(self, kind: str, count: int = 1, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, kind: str, count: int = 1, limit_s: float = 10.0) -> None:
+        async with asyncio.timeout(limit_s):
             while len(self.of_type(kind)) < count:
-                await asyncio.sleep(0.01)
+                self.changed.clear()
+                await self.changed.wait()
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +66,7 @@ async def harness(**backend_overrides: object) -> AsyncIterator[Harness]:
         backends,
         CONFIG,
         track,
-        emit=lambda e: holder["h"].events.append(e),
+        emit=lambda e: holder["h"].record(e),
         on_turn_finished=lambda t: holder["h"].turns.append(t),
     )
     h = Harness(conversation, track)

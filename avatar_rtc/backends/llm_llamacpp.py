@@ -37,6 +37,7 @@ class LlamaCppLlm:
         model_path: str = "",
         *,
         n_threads: int = 2,
+        n_batch_threads: int = 2,
         n_ctx: int = 2048,
         max_tokens: int = 120,
         temperature: float = 0.2,
@@ -53,7 +54,7 @@ class LlamaCppLlm:
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=n_threads,
-                n_threads_batch=n_threads,
+                n_threads_batch=n_batch_threads,
                 seed=seed,
                 verbose=False,
             )
@@ -67,8 +68,9 @@ class LlamaCppLlm:
         self._worker = ModelWorker("llm")
 
     def _generate(self, messages: list[ChatMessage], stop: threading.Event) -> Iterator[str]:
+        payload: Any = [{"role": m.role, "content": m.content} for m in messages]
         chunks: Any = self._llama.create_chat_completion(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=payload,
             stream=True,
             max_tokens=self._max_tokens,
             temperature=self._temperature,

@@ -45,6 +45,7 @@ def _build(settings: Settings) -> Backends:
         cpu_threads=settings.stt.cpu_threads,
         language=settings.stt.language,
         beam_size=settings.stt.beam_size,
+        min_window_s=settings.stt.min_window_s,
     )
     llm: LanguageModel
     if settings.llm.backend == "openai":
@@ -65,6 +66,7 @@ def _build(settings: Settings) -> Backends:
         llm = LlamaCppLlm(
             settings.llm.model_path,
             n_threads=settings.llm.n_threads,
+            n_batch_threads=settings.llm.n_batch_threads,
             n_ctx=settings.llm.n_ctx,
             max_tokens=settings.llm.max_tokens,
             temperature=settings.llm.temperature,

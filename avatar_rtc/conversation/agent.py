@@ -19,14 +19,14 @@ import datetime
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from avatar_rtc.backends.base import BackendError, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
-from avatar_rtc.conversation.chunker import SentenceChunker
+from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import (
     FRAME_SAMPLES,
     EndOfTurn,
@@ -75,6 +75,7 @@ class ConversationConfig:
     system_prompt: str
     max_history_turns: int = 12
     speculative: bool = True
+    chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -230,7 +231,7 @@ class Conversation:
         if not turn.user_text:
             return
         messages = self._history.messages(self._config.system_prompt, turn.user_text)
-        chunker = SentenceChunker()
+        chunker = SentenceChunker(self._config.chunker)
         tokens = backends.llm.stream(messages)
         try:
             async for delta in tokens:
@@ -305,7 +306,11 @@ class Conversation:
             if turn.index < 0:
                 turn.index = self._turn_count
                 self._turn_count += 1
-            self._history.add(turn.user_text, spoken, interrupted=turn.interrupted or turn.cut_off)
+            cut = turn.interrupted or turn.cut_off or turn.error is not None
+            # A reply heard in full goes back in the model's own words, so llama.cpp
+            # finds it in its KV cache and evaluates only the new user turn.
+            self._history.add(turn.user_text, spoken if cut else turn.reply_text.strip(),
+                              interrupted=cut)
             self._emit(
                 {
                     "type": "turn_end",

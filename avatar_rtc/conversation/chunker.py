@@ -39,12 +39,17 @@ class ChunkerConfig:
     first_chunk_min_chars: int = 12  # the first chunk may break at a clause boundary once this long
     clause_min_chars: int = 40  # later chunks break at clause boundaries once this long
     max_chars: int = 220  # force a break (at the last space) past this
+    # The first chunk's own cap (0: max_chars). Time to first audio grows with the first
+    # chunk: the LLM must write it and TTS must speak all of it before any sound.
+    first_chunk_max_chars: int = 0
 
     def __post_init__(self) -> None:
         if self.first_chunk_min_chars < 0 or self.clause_min_chars < 0:
             raise ValueError("clause thresholds must not be negative")
         if self.max_chars < 2:
             raise ValueError("max_chars must be at least 2")
+        if self.first_chunk_max_chars and self.first_chunk_max_chars < 2:
+            raise ValueError("first_chunk_max_chars must be 0 or at least 2")
 
 
 # --------------------------------------------------------------------------------------
@@ -393,8 +398,8 @@ class SentenceChunker:
 
     def _scan(self, final: bool) -> list[str]:
         out: list[str] = []
-        max_chars = self._config.max_chars
         while True:
+            max_chars = self._max_chars()
             buf = self._buf
             i = self._pos
             if i >= len(buf):
@@ -418,6 +423,11 @@ class SentenceChunker:
                 continue
             self._pos = i + 1
             self._pos_weight += width
+
+    def _max_chars(self) -> int:
+        cfg = self._config
+        return cfg.first_chunk_max_chars if self._first and cfg.first_chunk_max_chars \
+            else cfg.max_chars
 
     def _decide(self, i: int, final: bool) -> tuple[_Decision, int]:
         """May a chunk end right after the candidate starting at ``i``? (decision, end)."""
