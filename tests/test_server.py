@@ -221,7 +221,7 @@ async def test_twenty_calls_leave_no_task_or_thread_behind(
     await asyncio.sleep(0.5)
     gc.collect()
     tasks_before = len(asyncio.all_tasks())
-    threads_before = threading.active_count()
+    threads_before = {t.name for t in threading.enumerate()}
     for _ in range(20):
         await one_call()
     for _ in range(100):
@@ -233,7 +233,10 @@ async def test_twenty_calls_leave_no_task_or_thread_behind(
     assert len(app[STATE].registry) == 0 and not app[STATE].calls
     leftover = [t for t in asyncio.all_tasks() if not t.done()]
     assert len(leftover) <= tasks_before, [t.get_name() for t in leftover]
-    assert threading.active_count() <= threads_before
+    new_threads = {t.name for t in threading.enumerate()} - threads_before
+    # The loop's default executor (aiohttp's client resolver) is a bounded pool that
+    # grows on demand; anything else new is a leak.
+    assert not {name for name in new_threads if not name.startswith("asyncio_")}
     store = app[STATE].store
     assert store is not None
     calls, total = await store.list_calls(100)
