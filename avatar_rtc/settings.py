@@ -118,7 +118,7 @@ class TtsSettings:
     # Piper: a packaged voice name ("joe-medium") or a path to a .onnx voice.
     voice: str = "joe-medium"
     speed: float = 1.0
-    threads: int = 1
+    threads: int = 2  # the LLM is held while the first chunk is synthesized
     # Chunking of the reply for TTS: the first chunk may end at a clause boundary once
     # first_chunk_min_chars long, and is cut at a space past first_chunk_max_chars.
     first_chunk_min_chars: int = 12

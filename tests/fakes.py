@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, Pcm, Transcript, Voice
+from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate, Pcm, Transcript, Voice
 from avatar_rtc.backends.registry import Backends
 
 RATE = 16000
@@ -76,20 +76,38 @@ class FakeLlm:
     requests: list[list[ChatMessage]] = field(default_factory=list)
     cancelled: int = 0
     completed: int = 0
+    held_waits: int = 0  # times generation waited for the first chunk's TTS
     name: str = "fake-llm"
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], gate: CpuGate | None = None
+    ) -> AsyncIterator[str]:
+        """Generates in a background task, as llama.cpp does on its own thread: tokens
+        keep coming whether or not the conversation is reading them."""
         self.requests.append(list(messages))
         if self.fail:
             raise BackendError("llm", "model crashed")
-        finished = False
-        try:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        async def produce() -> None:
             for word in self.reply.split(" "):
                 await asyncio.sleep(self.token_delay_s)
-                yield word + " "
+                if gate is not None and gate.held:
+                    self.held_waits += 1
+                    while gate.held:  # noqa: ASYNC110 - the gate is a threading.Event
+                        await asyncio.sleep(0.001)
+                queue.put_nowait(word + " ")
+            queue.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
+        finished = False
+        try:
+            while (token := await queue.get()) is not None:
+                yield token
             finished = True
             self.completed += 1
         finally:
+            producer.cancel()
             if not finished:
                 self.cancelled += 1
 
@@ -109,9 +127,11 @@ class FakeTts:
     texts: list[str] = field(default_factory=list)
     name: str = "fake-tts"
 
+    delay_s: float = 0.005
+
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
         self.texts.append(text)
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(self.delay_s)
         yield tone(len(text) * self.seconds_per_char, self.sample_rate, freq=200.0)
 
     def voices(self) -> list[str]:

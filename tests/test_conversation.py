@@ -115,6 +115,16 @@ async def test_a_turn_flows_through_every_stage() -> None:
         assert any(np.abs(f).max() > 1000 for f in h.sent_frames)
 
 
+async def test_the_llm_waits_while_the_first_chunk_is_synthesized() -> None:
+    llm = FakeLlm(token_delay_s=0.002)
+    tts = FakeTts(delay_s=0.1)  # slow first audio: tokens would pile up meanwhile
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+        assert llm.held_waits >= 1
+        assert h.of_type("turn_end")[0]["spoken_text"] == llm.reply
+
+
 async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:
     stt, llm = FakeStt(), FakeLlm()
     async with harness(stt=stt, llm=llm) as h:

@@ -6,6 +6,7 @@ real models built by `avatar_rtc.backends.registry`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -54,6 +55,33 @@ class Transcript:
     audio_s: float
 
 
+class CpuGate:
+    """Lets the conversation hold a local model between tokens while a more urgent
+    stage uses the CPU: on 2 cores, the first chunk's TTS must not share them with the
+    LLM writing chunks that won't play for seconds. Remote backends ignore it."""
+
+    # A model thread never waits longer than this, whatever the conversation does.
+    MAX_WAIT_S = 2.0
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._open.is_set()
+
+    def wait(self) -> None:
+        """Called on a model thread between work items."""
+        self._open.wait(self.MAX_WAIT_S)
+
+
 class VadStream(Protocol):
     """Per-call VAD state over a shared model."""
 
@@ -85,9 +113,12 @@ class SpeechToText(Protocol):
 class LanguageModel(Protocol):
     name: str
 
-    def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    def stream(
+        self, messages: list[ChatMessage], gate: CpuGate | None = None
+    ) -> AsyncIterator[str]:
         """Yields text deltas. Closing the iterator early (aclose or task cancellation)
-        must stop generation on the backend."""
+        must stop generation on the backend. A local model waits at `gate` between
+        tokens while it is held."""
         ...
 
     async def warmup(self, system_prompt: str = "") -> None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from avatar_rtc.backends.base import BackendError, ChatMessage
+from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class LlamaCppLlm:
         self._seed = seed
         self._worker = ModelWorker("llm")
 
-    def _generate(self, messages: list[ChatMessage], stop: threading.Event) -> Iterator[str]:
+    def _generate(self, messages: list[ChatMessage], stop: threading.Event,
+                  gate: CpuGate | None) -> Iterator[str]:
         payload: Any = [{"role": m.role, "content": m.content} for m in messages]
         chunks: Any = self._llama.create_chat_completion(
             messages=payload,
@@ -78,6 +79,8 @@ class LlamaCppLlm:
         )
         try:
             for chunk in chunks:
+                if gate is not None and gate.held:
+                    gate.wait()
                 if stop.is_set():
                     return  # closing the generator ends llama's sampling loop
                 delta = chunk["choices"][0]["delta"].get("content")
@@ -86,9 +89,13 @@ class LlamaCppLlm:
         finally:
             chunks.close()
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], gate: CpuGate | None = None
+    ) -> AsyncIterator[str]:
         try:
-            async for delta in self._worker.iterate(lambda stop: self._generate(messages, stop)):
+            async for delta in self._worker.iterate(
+                lambda stop: self._generate(messages, stop, gate)
+            ):
                 yield delta
         except BackendError:
             raise

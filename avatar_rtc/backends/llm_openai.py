@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 
-from avatar_rtc.backends.base import BackendError, ChatMessage
+from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
 
 
 class OpenAiLlm:
@@ -43,7 +43,10 @@ class OpenAiLlm:
             self._model = models.data[0].id
         return self._model
 
-    async def stream(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(
+        self, messages: list[ChatMessage], gate: CpuGate | None = None
+    ) -> AsyncIterator[str]:
+        # The model runs on another machine: our CPU gate has nothing to hold.
         try:
             model = await self._resolve_model()
             response: Any = await self._client.chat.completions.create(

@@ -232,7 +232,7 @@ class Conversation:
             return
         messages = self._history.messages(self._config.system_prompt, turn.user_text)
         chunker = SentenceChunker(self._config.chunker)
-        tokens = backends.llm.stream(messages)
+        tokens = backends.llm.stream(messages, turn.gate)
         try:
             async for delta in tokens:
                 turn.mark("llm_first_token", self._clock())
@@ -249,14 +249,19 @@ class Conversation:
         chunk = SpokenChunk(text)
         turn.chunks.append(chunk)
         tts = self._backends.tts
+        first = len(turn.chunks) == 1
+        if first:
+            turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
         audio = tts.synthesize(text, self._voice)
         try:
             async for pcm in audio:
+                turn.gate.release()
                 turn.mark("tts_first_audio", self._clock())
                 pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
                 await turn.committed.wait()  # a tentative turn holds its audio here
                 chunk.playouts.append(self._playout.enqueue(pcm48, label=(turn, chunk)))
         finally:
+            turn.gate.release()
             await audio.aclose()  # type: ignore[attr-defined]
         chunk.synthesized = True
         if chunk.total_samples and chunk.text:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from avatar_rtc.backends.base import Pcm
+from avatar_rtc.backends.base import CpuGate, Pcm
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).
 STAGES = (
@@ -97,6 +97,7 @@ class Turn:
     )
     ended_at: datetime.datetime | None = None
     committed: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: CpuGate = field(default_factory=CpuGate)
     user_text: str = ""
     reply_text: str = ""
     spoken_text: str = ""  # set when the turn ends: what was really played out
