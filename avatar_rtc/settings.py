@@ -122,7 +122,7 @@ class TtsSettings:
     # Chunking of the reply for TTS: the first chunk may end at a clause boundary once
     # first_chunk_min_chars long, and is cut at a space past first_chunk_max_chars.
     first_chunk_min_chars: int = 12
-    first_chunk_max_chars: int = 48
+    first_chunk_max_chars: int = 32
     clause_min_chars: int = 40
 
 

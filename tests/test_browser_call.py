@@ -1,0 +1,206 @@
+"""End-to-end calls from a real headless Chromium (Debian package, offline).
+
+The fake microphone plays an espeak-ng recording of a question; the test
+checks that the server transcribes it, answers with audible audio, and that
+the page shows the conversation and hangs up cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import (
+    call_state,
+    chromium,
+    console_log,
+    events,
+    inbound_audio_stats,
+    make_speech_wav,
+    missing_tools,
+    wait_for_event,
+    wait_until,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+QUESTION = "What is the capital of France?"
+
+_missing = missing_tools()
+# Locally a missing browser skips; in CI (tools/test installs it) it must fail instead.
+needs_browser = pytest.mark.skipif(
+    bool(_missing) and not os.environ.get("CI"),
+    reason=f"browser test needs {', '.join(_missing)}",
+)
+
+
+def _click(driver: Any, element_id: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = WebDriverWait(driver, 10).until(ec.element_to_be_clickable((By.ID, element_id)))
+    button.click()
+
+
+def _text(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def _diagnostics(driver: Any) -> str:
+    try:
+        state = call_state(driver)
+    except Exception as exc:  # the page itself may be gone
+        return f"(no page state: {exc})"
+    lines = [
+        f"state={state['state']} connection={state['connectionState']} "
+        f"ice={state['iceConnectionState']} error={state['error']!r}",
+        f"events={state['events']}",
+        *console_log(driver)[-20:],
+    ]
+    return "\n".join(lines)
+
+
+@needs_browser
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_call_round_trip(live_server: Any, tmp_path: Path) -> None:
+    # Chromium's fake mic starts playing when getUserMedia opens it, before the
+    # peer connects (~0.3 s on loopback), so the lead-in silence absorbs setup.
+    wav = make_speech_wav(QUESTION, tmp_path / "question.wav", lead_s=1.5, tail_s=4.0)
+
+    with chromium(wav) as driver:
+        # processing=0: Chromium's echo canceller would otherwise mute the fake
+        # mic while agent audio plays.
+        driver.get(f"{live_server.url}/?processing=0")
+        _click(driver, "call-button")
+
+        try:
+            wait_until(
+                lambda: call_state(driver)["connectionState"] == "connected",
+                timeout=20,
+                what="the peer connection",
+            )
+            transcript = wait_for_event(driver, "user_transcript", timeout=30)
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}\n{_diagnostics(driver)}")
+        text = transcript["text"].lower()
+        assert "capital" in text and "france" in text, transcript
+
+        # The agent answers with audio that reaches the page.
+        seen: dict[str, Any] = {}
+
+        def heard_agent() -> bool:
+            stats = inbound_audio_stats(driver)
+            if not stats:
+                return False
+            seen.update(stats)
+            seen["max_level"] = max(seen.get("max_level", 0.0), stats["audioLevel"])
+            return bool(stats["packetsReceived"] > 0) and (
+                stats["totalAudioEnergy"] > 0 or seen["max_level"] > 0
+            )
+
+        try:
+            wait_until(heard_agent, timeout=60, interval=0.25, what="agent audio")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}; last stats {seen}\n{_diagnostics(driver)}")
+        assert seen["packetsReceived"] > 0
+
+        # The page renders the user's words in the transcript.
+        wait_until(
+            lambda: "capital" in _text(driver, "transcript").lower(),
+            timeout=5,
+            what="the transcript in the DOM",
+        )
+        assert "france" in _text(driver, "transcript").lower()
+
+        # Let the turn finish when it does so in reasonable time, so the agent's
+        # words are on the page too; a long reply is not a failure.
+        turn = transcript["turn"]
+        try:
+            end = wait_for_event(driver, "turn_end", timeout=60, where=lambda e: e["turn"] == turn)
+        except TimeoutError:
+            end = None
+        if end is not None and end.get("spoken_text"):
+            first_words = end["spoken_text"].split()[:2]
+            page = _text(driver, "transcript")
+            assert all(w in page for w in first_words), (first_words, page)
+
+        # Hang up: the peer closes and the mic is released.
+        _click(driver, "call-button")
+        state = wait_until(
+            lambda: (s := call_state(driver))["pcState"] == "closed" and s,
+            timeout=5,
+            what="the peer connection to close",
+        )
+        assert state["connectionState"] == "closed"
+        assert state["inCall"] is False
+        assert driver.execute_script(
+            "return window.avatarCall.pc.getSenders()"
+            ".every(s => !s.track || s.track.readyState === 'ended')"
+        )
+        assert not any(e["type"] == "error" for e in events(driver)), events(driver)
+
+    # The server stored the turn.
+    turns = wait_until(
+        lambda: [t for t in live_server.turns() if "capital" in (t.get("user_text") or "").lower()],
+        timeout=15,
+        what="the server to store the turn",
+    )
+    assert turns[0]["user_text"]
+
+
+# ------------------------------------------------------- mic denied (cheap)
+
+
+class _StaticOnly(SimpleHTTPRequestHandler):
+    """Serves the page like the real server; everything else is a 404."""
+
+    def translate_path(self, path: str) -> str:
+        path = path.split("?", 1)[0]
+        if path == "/":
+            return str(STATIC_DIR / "index.html")
+        if path.startswith("/static/") and "/.." not in path:
+            return str(STATIC_DIR / path.removeprefix("/static/"))
+        return str(STATIC_DIR / "__missing__")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def static_only_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StaticOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@needs_browser
+@pytest.mark.browser
+def test_browser_mic_denied_shows_message(static_only_server: str) -> None:
+    with chromium(None, deny_microphone=True) as driver:
+        driver.get(f"{static_only_server}/")
+        _click(driver, "call-button")
+        message = wait_until(lambda: _text(driver, "message"), timeout=10, what="an error message")
+        assert "microphone" in message.lower() and "denied" in message.lower(), message
+        state = call_state(driver)
+        assert state["inCall"] is False and state["pcState"] is None
+        # The button is ready for another try.
+        deadline = time.monotonic() + 2
+        while _text(driver, "call-button") != "Call" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _text(driver, "call-button") == "Call"
