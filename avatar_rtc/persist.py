@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.storage import TurnRecord
 
@@ -23,15 +21,3 @@ def turn_record(call_id: str, turn: Turn) -> TurnRecord:
         timings=turn.timings_ms(),
     )
 
-
-def turn_dict(record: TurnRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "index": record.index,
-        "user_text": record.user_text,
-        "reply_text": record.reply_text,
-        "spoken_text": record.spoken_text,
-        "interrupted": record.interrupted,
-        "cut_off": record.cut_off,
-        "timings": record.timings,
-    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -196,8 +197,14 @@ def _field_types(section_type: type[Any]) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(section_type)}
 
 
-def _coerce(value: Any, target: Any, where: str) -> Any:
-    """Turns a TOML value or a string from env/CLI into the field's type."""
+def _coerce(value: Any, target: Any, where: str, from_text: bool) -> Any:
+    """Turns a TOML value or a string from env/CLI into the field's type.
+
+    Env and flags are text and get parsed; TOML values must already have the right
+    type, so `port = "8080"` in a TOML file is an error, as TOML users expect.
+    """
+    if not from_text:
+        _check_native(value, target, where)
     origin = typing.get_origin(target)
     if origin in (list, Sequence):
         if isinstance(value, str):
@@ -221,8 +228,10 @@ def _coerce(value: Any, target: Any, where: str) -> Any:
             raise SettingsError(f"{where}: expected a number, got {value!r}")
         try:
             number = target(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+        if target is float and not math.isfinite(number):
+            raise SettingsError(f"{where}: expected a finite number, got {value!r}")
         if target is int and isinstance(value, float) and value != number:
             raise SettingsError(f"{where}: expected an integer, got {value!r}")
         return number
@@ -233,14 +242,31 @@ def _coerce(value: Any, target: Any, where: str) -> Any:
     raise SettingsError(f"{where}: unsupported type {target!r}")
 
 
-def _apply(settings: Settings, section: str, key: str, value: Any, where: str) -> None:
+def _check_native(value: Any, target: Any, where: str) -> None:
+    if typing.get_origin(target) in (list, Sequence):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{where}: expected a list of strings")
+    elif target is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    elif target in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        if target is int and isinstance(value, float) and not value.is_integer():
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+    elif target is str and not isinstance(value, str):
+        raise SettingsError(f"{where}: expected a string, got {value!r}")
+
+
+def _apply(settings: Settings, section: str, key: str, value: Any, where: str,
+           from_text: bool = True) -> None:
     sections = _sections()
     if section not in sections:
         raise SettingsError(f"{where}: unknown section {section!r}")
     fields = _field_types(sections[section])
     if key not in fields:
         raise SettingsError(f"{where}: unknown setting {section}.{key}")
-    setattr(getattr(settings, section), key, _coerce(value, fields[key], where))
+    setattr(getattr(settings, section), key, _coerce(value, fields[key], where, from_text))
 
 
 def _from_toml(settings: Settings, path: Path) -> None:
@@ -254,7 +280,7 @@ def _from_toml(settings: Settings, path: Path) -> None:
         if not isinstance(table, dict):
             raise SettingsError(f"{path}: top-level key {section!r} must be a [table]")
         for key, value in table.items():
-            _apply(settings, section, key, value, f"{path} [{section}] {key}")
+            _apply(settings, section, key, value, f"{path} [{section}] {key}", from_text=False)
 
 
 def _from_env(settings: Settings, env: Mapping[str, str]) -> None:

@@ -24,8 +24,6 @@ import numpy as np
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ESPEAK = "espeak-ng"
-
 # Chromium's fake audio capture reads the file at its own rate; 48 kHz mono
 # 16-bit PCM is what it handles best.
 FAKE_MIC_RATE = 48_000
@@ -60,10 +58,7 @@ BASE_FLAGS: tuple[str, ...] = (
 
 def missing_tools() -> list[str]:
     """What a browser test needs that this machine lacks (empty when ready)."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if shutil.which(ESPEAK) is None:
-        missing.append(ESPEAK)
-    return missing
+    return [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
 
 
 @contextmanager
@@ -176,27 +171,21 @@ def make_speech_wav(
     *,
     lead_s: float = 1.0,
     tail_s: float = 4.0,
-    voice: str = "en-us",
-    words_per_minute: int = 150,
     peak: float = 0.6,
 ) -> Path:
-    """Speak ``text`` with espeak-ng into a 48 kHz 16-bit mono WAV with silence around it."""
-    path = Path(path)
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run(
-        [ESPEAK, "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    speech, rate = read_wav(raw)
-    raw.unlink(missing_ok=True)
-    speech = resample(speech, rate, FAKE_MIC_RATE)
+    """Speak ``text`` with Piper into a 48 kHz 16-bit mono WAV with silence around it.
+
+    Piper's natural voice, not espeak-ng's formant one: Whisper tiny.en mishears
+    robotic speech ("capital of France" -> "capital and friends"), people don't talk so.
+    """
+    from tests.speech import speak
+
+    speech = speak(text, FAKE_MIC_RATE).astype(np.float32) / 32768.0
     top = float(np.max(np.abs(speech))) or 1.0
     speech = speech * (peak / top)
     lead = np.zeros(round(lead_s * FAKE_MIC_RATE), dtype=np.float32)
     tail = np.zeros(round(tail_s * FAKE_MIC_RATE), dtype=np.float32)
-    return write_wav(path, np.concatenate([lead, speech, tail]))
+    return write_wav(Path(path), np.concatenate([lead, speech, tail]))
 
 
 # ------------------------------------------------------------- page helpers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import threading
@@ -18,7 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
 from avatar_rtc.app import STATE, AppState, create_app
 from avatar_rtc.backends.registry import Backends, load_backends
-from avatar_rtc.persist import turn_dict
 from avatar_rtc.settings import Settings
 
 
@@ -96,7 +96,7 @@ class LiveServer:
             calls = [call_id] if call_id else [c.id for c in (await store.list_calls(1000))[0]]
             result: list[dict[str, Any]] = []
             for cid in reversed(calls):
-                result.extend(turn_dict(t) | {"call_id": cid} for t in await store.turns(cid))
+                result.extend(dataclasses.asdict(t) for t in await store.turns(cid))
             return result
 
         turns: list[dict[str, Any]] = self.loop.run(read())

@@ -1,6 +1,6 @@
 """End-to-end calls from a real headless Chromium (Debian package, offline).
 
-The fake microphone plays an espeak-ng recording of a question; the test
+The fake microphone plays a Piper recording of a question; the test
 checks that the server transcribes it, answers with audible audio, and that
 the page shows the conversation and hangs up cleanly.
 """

@@ -152,6 +152,8 @@ class Endpointer:
             return events
 
         self._utterance.append(frame)
+        if len(self._utterance) >= self._max_frames:
+            return self._too_long(events, now)
         if state is _State.PENDING:
             if speech:
                 self._speech_frames += 1
@@ -173,9 +175,6 @@ class Endpointer:
                 self._pause_index = len(self._utterance) - 1  # the silent frame is excluded
                 self._speech_end_at = now
                 events.append(SpeechPaused(self._audio(self._pause_index), now))
-            elif len(self._utterance) >= self._max_frames:
-                events.append(EndOfTurn(self._audio(len(self._utterance)), now, now, forced=True))
-                self._reset()
         elif state is _State.PAUSED:
             if speech:
                 self._state = _State.SPEAKING
@@ -186,6 +185,23 @@ class Endpointer:
                     audio = self._audio(self._pause_index)
                     events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
                     self._reset()
+        return events
+
+    def _too_long(self, events: list[Event], now: float) -> list[Event]:
+        """The utterance reached max_utterance_s, whatever the probabilities do."""
+        state = self._state
+        if state is _State.PENDING:
+            # Never confirmed as speech (e.g. stuck between the thresholds): drop it.
+            if self._probable_sent:
+                events.append(SpeechFalseStart(now))
+        elif state is _State.PAUSED:
+            # The pause is the end: the speculative turn's audio is the turn's audio.
+            audio = self._audio(self._pause_index)
+            events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
+        else:
+            audio = self._audio(len(self._utterance))
+            events.append(EndOfTurn(audio, now, now, forced=True))
+        self._reset()
         return events
 
     def _check_pending(self, events: list[Event], now: float) -> None:
