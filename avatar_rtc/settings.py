@@ -15,7 +15,6 @@ import dataclasses
 import math
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,8 +211,6 @@ def _coerce(value: Any, target: Any, where: str, from_text: bool) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         raise SettingsError(f"{where}: expected a list of strings")
-    if isinstance(target, types.UnionType):
-        raise SettingsError(f"{where}: unsupported type")  # not used by any field
     if target is bool:
         if isinstance(value, bool):
             return value
@@ -232,8 +229,6 @@ def _coerce(value: Any, target: Any, where: str, from_text: bool) -> Any:
             raise SettingsError(f"{where}: expected a number, got {value!r}") from None
         if target is float and not math.isfinite(number):
             raise SettingsError(f"{where}: expected a finite number, got {value!r}")
-        if target is int and isinstance(value, float) and value != number:
-            raise SettingsError(f"{where}: expected an integer, got {value!r}")
         return number
     if target is str:
         if not isinstance(value, str):

@@ -84,7 +84,7 @@ class PacedAudioTrack(MediaStreamTrack):
         return chunk
 
     def clear(self) -> list[PlayoutChunk]:
-        """Drop all queued audio now; the next frame is silence.
+        """Drop all queued audio now and end any pause; the next frame is silence.
 
         Returns the dropped chunks in queue order (a partly sent one first),
         each marked cleared with ``sent_samples`` exactly as emitted.
@@ -92,6 +92,7 @@ class PacedAudioTrack(MediaStreamTrack):
         dropped = [chunk for chunk, _ in self._queue]
         self._queue.clear()
         self._queued_samples = 0
+        self._paused = False  # nothing is held any more, so the next audio plays
         for chunk in dropped:
             chunk._mark_cleared()
         return dropped

@@ -41,11 +41,8 @@ def restrict_host_addresses(addresses: Sequence[str]) -> None:
         aioice.ice.get_host_addresses = _original_get_host_addresses
         return
     chosen = list(addresses)
-    want_v4 = any(":" not in a for a in chosen)
 
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)] or (
-            chosen if want_v4 else []
-        )
+        return [a for a in chosen if (use_ipv6 if ":" in a else use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses

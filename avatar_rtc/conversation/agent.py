@@ -286,8 +286,7 @@ class Conversation:
 
     def _interrupt(self, turn: Turn) -> None:
         """Barge-in: silence first (within one frame), then cancel the work."""
-        self._playout.clear()
-        self._playout.resume()  # the pause held the old reply; the next one must play
+        self._playout.clear()  # also ends a pause, so the next reply plays
         self._paused_for_user = False
         turn.interrupted = True
         if turn.task is not None:
@@ -301,9 +300,9 @@ class Conversation:
         turn.ended_at = turn.ended_at or datetime.datetime.now(datetime.UTC)
         if self._active is turn:
             self._active = None
-        spoken = heard_text(turn.chunks, self._samples_per_char)
-        if not turn.interrupted and not turn.cut_off and turn.error is None:
-            spoken = turn.spoken_chunks_text
+        cut = turn.interrupted or turn.cut_off or turn.error is not None
+        spoken = (heard_text(turn.chunks, self._samples_per_char) if cut
+                  else " ".join(c.text for c in turn.chunks))
         turn.spoken_text = spoken
         if turn.error is not None:
             self._emit({"type": "error", "message": turn.error})
@@ -311,7 +310,6 @@ class Conversation:
             if turn.index < 0:
                 turn.index = self._turn_count
                 self._turn_count += 1
-            cut = turn.interrupted or turn.cut_off or turn.error is not None
             # A reply heard in full goes back in the model's own words, so llama.cpp
             # finds it in its KV cache and evaluates only the new user turn.
             self._history.add(turn.user_text, spoken if cut else turn.reply_text.strip(),

@@ -113,10 +113,6 @@ class Turn:
     def mark(self, stage: str, at: float) -> None:
         self.marks.setdefault(stage, at)
 
-    @property
-    def spoken_chunks_text(self) -> str:
-        return " ".join(c.text for c in self.chunks)
-
     def timings_ms(self) -> dict[str, float]:
         """Stage times in ms after the end of the user's speech (stt_ms is a duration)."""
         result: dict[str, float] = {}
