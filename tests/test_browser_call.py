@@ -28,6 +28,7 @@ from tests.browser import (
     wait_for_event,
     wait_until,
 )
+from tests.speech import word_error_rate
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 QUESTION = "What is the capital of France?"
@@ -92,8 +93,8 @@ def test_browser_call_round_trip(live_server: Any, tmp_path: Path) -> None:
             transcript = wait_for_event(driver, "user_transcript", timeout=30)
         except TimeoutError as exc:
             pytest.fail(f"{exc}\n{_diagnostics(driver)}")
-        text = transcript["text"].lower()
-        assert "capital" in text and "france" in text, transcript
+        # The bar for a transcript (tiny.en sometimes hears "France" as "friends").
+        assert word_error_rate(QUESTION, transcript["text"]) <= 0.3, transcript
 
         # The agent answers with audio that reaches the page.
         seen: dict[str, Any] = {}
@@ -116,11 +117,10 @@ def test_browser_call_round_trip(live_server: Any, tmp_path: Path) -> None:
 
         # The page renders the user's words in the transcript.
         wait_until(
-            lambda: "capital" in _text(driver, "transcript").lower(),
+            lambda: transcript["text"] in _text(driver, "transcript"),
             timeout=5,
             what="the transcript in the DOM",
         )
-        assert "france" in _text(driver, "transcript").lower()
 
         # Let the turn finish when it does so in reasonable time, so the agent's
         # words are on the page too; a long reply is not a failure.
@@ -151,7 +151,7 @@ def test_browser_call_round_trip(live_server: Any, tmp_path: Path) -> None:
 
     # The server stored the turn.
     turns = wait_until(
-        lambda: [t for t in live_server.turns() if "capital" in (t.get("user_text") or "").lower()],
+        lambda: [t for t in live_server.turns() if t.get("user_text") == transcript["text"]],
         timeout=15,
         what="the server to store the turn",
     )
