@@ -49,6 +49,7 @@ class ServerSettings:
     # Inbound audio frames aiortc holds before release (its default 4 = 80 ms). The
     # server's ears are VAD and STT, not a person: 1 frame is enough on most networks.
     inbound_jitter_frames: int = 1
+    metrics: bool = True  # Prometheus text at GET /metrics
 
 
 @dataclass
@@ -133,6 +134,25 @@ class StorageSettings:
 
 
 @dataclass
+class RecordingSettings:
+    enabled: bool = True
+    # Recordings older than this are deleted (their rows say so); 0 keeps them forever.
+    retention_days: float = 30.0
+    # Total size of all recordings; the oldest go first above it. 0: no cap.
+    max_disk_mb: float = 2048.0
+    bitrate_kbps: int = 24  # Ogg/Opus, per track
+
+
+@dataclass
+class AdminSettings:
+    # Bearer token for /admin; empty: the admin routes answer only loopback clients.
+    token: str = ""
+    max_upload_bytes: int = 20 * 1024 * 1024
+    # Write requests (POST/PATCH/DELETE) per client per minute; 0: unlimited.
+    write_rate_per_min: int = 30
+
+
+@dataclass
 class LogSettings:
     level: str = "INFO"
     json: bool = False
@@ -147,6 +167,8 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def validate(self) -> Settings:
@@ -175,6 +197,11 @@ class Settings:
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
             (self.tts.backend == "piper", "tts.backend: piper"),
             (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
+            (self.recording.retention_days >= 0, "recording.retention_days must be >= 0"),
+            (self.recording.max_disk_mb >= 0, "recording.max_disk_mb must be >= 0"),
+            (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
+            (self.admin.max_upload_bytes >= 1024, "admin.max_upload_bytes must be >= 1024"),
+            (self.admin.write_rate_per_min >= 0, "admin.write_rate_per_min must be >= 0"),
             (self.log.level.upper() in _LOG_LEVELS, f"log.level: one of {sorted(_LOG_LEVELS)}"),
         ]
         for ok, message in checks:
@@ -337,7 +364,7 @@ def load(
 def as_dict(settings: Settings) -> dict[str, Any]:
     """A JSON-able snapshot (for /health and stored calls), secrets masked."""
     data = dataclasses.asdict(settings)
-    for section, key in (("llm", "api_key"), ("ice", "turn_credential")):
+    for section, key in (("llm", "api_key"), ("ice", "turn_credential"), ("admin", "token")):
         if data[section][key]:
             data[section][key] = "***"
     return data

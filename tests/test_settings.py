@@ -427,9 +427,12 @@ def test_as_dict_masks_secrets() -> None:
             "AVATAR_LLM_API_KEY": "sk-secret",
             "AVATAR_ICE_TURN_CREDENTIAL": "hunter2",
             "AVATAR_ICE_TURN_USERNAME": "bob",
+            "AVATAR_ADMIN_TOKEN": "s3cret-token",
         }
     )
     data = as_dict(settings)
+    assert data["admin"]["token"] == "***"
+    assert "s3cret-token" not in repr(data)
     assert data["llm"]["api_key"] == "***"
     assert data["ice"]["turn_credential"] == "***"
     assert data["ice"]["turn_username"] == "bob"
