@@ -13,6 +13,7 @@ from aiohttp import web
 
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.call import Call
+from avatar_rtc.metrics import Metrics
 from avatar_rtc.settings import Settings
 from avatar_rtc.storage import Store, default_url
 from media.latency import set_audio_prefetch
@@ -30,6 +31,7 @@ class AppState:
     backends: Backends | None = None
     store: Store | None = None
     load_error: str | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     calls: dict[str, Call] = field(default_factory=dict)
     background: set[asyncio.Task[object]] = field(default_factory=set)
@@ -89,7 +91,7 @@ async def _peers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, backends: Backends | None = None) -> web.Application:
     """Builds the server; tests may inject ready-made (or fake) backends."""
-    from avatar_rtc import routes
+    from avatar_rtc import recordings, routes
 
     restrict_host_addresses(settings.ice.host_addresses)
     set_audio_prefetch(settings.server.inbound_jitter_frames)
@@ -114,10 +116,12 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     )
     static = static_dir(settings)
     app[STATE] = AppState(
-        settings=settings, registry=registry, static_dir=static, backends=backends
+        settings=settings, registry=registry, static_dir=static, backends=backends,
+        metrics=Metrics(active_calls=lambda: len(registry)),
     )
     # Cleanup runs in reverse: peers close first, so their last turns reach the store.
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(recordings.sweeper_ctx)  # retention and the disk cap
     app.cleanup_ctx.append(_backends_ctx)
     app.cleanup_ctx.append(_peers_ctx)
     routes.setup(app, static)

@@ -15,6 +15,7 @@ from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.turn import Turn
 from media import InboundAudio, PacedAudioTrack
+from media.recorder import CallRecorder, RecordingResult
 from signaling.peers import Peer
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Call:
         voice: Voice | None = None,
         on_turn_finished: Callable[[Call, Turn], None] | None = None,
         on_closed: Callable[[Call, str], Any] | None = None,
+        on_error: Callable[[Call, str], None] | None = None,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.peer = peer
         self.id = peer.id
@@ -43,6 +46,11 @@ class Call:
         self._early_events: list[str] = []
         self._on_turn_finished = on_turn_finished
         self._on_closed = on_closed
+        self._on_error = on_error
+        # Both sides recorded from now (t0); finalized when the call closes.
+        self.recorder = recorder
+        self.recording: RecordingResult | None = None
+        self._finishing: asyncio.Future[RecordingResult | None] | None = None
         self.conversation = Conversation(
             backends,
             config,
@@ -54,6 +62,9 @@ class Call:
         peer.pc.on("track", self._on_track)
         peer.pc.on("datachannel", self._on_datachannel)
         peer.on_close(self._close)
+        if recorder is not None:
+            recorder.start()
+            self.outbound.add_tap(recorder.agent_audio)
 
     def _turn_finished(self, turn: Turn) -> None:
         if self._on_turn_finished is not None:
@@ -63,7 +74,15 @@ class Call:
         if track.kind != "audio" or self.inbound is not None:
             return
         self.inbound = InboundAudio(track, self.conversation.feed)
+        if self.recorder is not None:
+            self.inbound.add_tap(self.recorder.user_audio)
         self.inbound.start()
+
+    @property
+    def recording_offset(self) -> Callable[[float, str], int] | None:
+        """(monotonic time, "user" | "agent") -> ms into that track of this call's
+        recording (CallRecorder.offset_ms); None when not recording."""
+        return None if self.recorder is None else self.recorder.offset_ms
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != "events" or self._channel is not None:
@@ -85,6 +104,8 @@ class Call:
     def send_event(self, event: dict[str, Any]) -> None:
         if event.get("type") in _ACTIVITY_EVENTS:
             self.peer.touch()
+        if event.get("type") == "error" and self._on_error is not None:
+            self._on_error(self, str(event.get("message", "")))
         message = json.dumps(event, ensure_ascii=False)
         channel = self._channel
         if channel is not None and channel.readyState == "open":
@@ -98,7 +119,24 @@ class Call:
         if self.inbound is not None:
             await self.inbound.stop()
         self.outbound.stop()
+        finishing = self.finish_recording()  # the files end now, before the callback
         if self._on_closed is not None:
             result = self._on_closed(self, reason)
             if asyncio.iscoroutine(result):
                 await result
+        await finishing
+
+    def finish_recording(self) -> asyncio.Future[RecordingResult | None]:
+        """Finalizes the recording (on a thread) once; every caller gets the same result."""
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish_recording())
+        return asyncio.shield(self._finishing)
+
+    async def _finish_recording(self) -> RecordingResult | None:
+        if self.recorder is None:
+            return None
+        try:  # encoder flush and trailer off the loop
+            self.recording = await self.recorder.aclose()
+        except Exception:
+            log.exception("call %s: finalizing the recording failed", self.id)
+        return self.recording

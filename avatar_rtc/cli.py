@@ -1,4 +1,4 @@
-"""`avatar-rtc` command line: serve (more subcommands join as they are built)."""
+"""`avatar-rtc` command line: serve, replay, backup, restore."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from avatar_rtc import settings as settings_mod
 from avatar_rtc.logs import setup_logging
@@ -31,12 +32,67 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from avatar_rtc.replay.cli import main as replay_main
+
+    return replay_main(args.replay_args)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from avatar_rtc.backup import BackupError, backup
+
+    settings = settings_mod.load(args)
+    try:
+        summary = backup(settings, args.output)
+    except BackupError as exc:
+        print(f"avatar-rtc backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup written: {summary.describe()}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from avatar_rtc.backup import BackupError, restore
+
+    settings = settings_mod.load(args)
+    try:
+        summary = restore(settings, args.archive, force=args.force)
+    except BackupError as exc:
+        print(f"avatar-rtc restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {summary.describe()} into {settings.storage.data_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar-rtc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the voice agent server")
     settings_mod.add_arguments(serve)
     serve.set_defaults(run=_serve)
+    # Everything after `replay` is the replay tool's own command line (it has its own
+    # --help); prefix "+" keeps this parser from reading its options.
+    replay = commands.add_parser("replay", add_help=False, prefix_chars="+",
+                                 help="replay audio to a server, or a recorded call offline")
+    replay.add_argument("replay_args", nargs=argparse.REMAINDER)
+    replay.set_defaults(run=_replay)
+    backup = commands.add_parser(
+        "backup", help="online backup of the database and the audio into a .tar archive",
+        description="Backs up the database (consistent while the server runs) and the "
+        "recordings/ and profiles/ folders of data_dir into one .tar archive.")
+    backup.add_argument("output", type=Path,
+                        help="the .tar file to write, or a folder to write a dated one in")
+    settings_mod.add_arguments(backup)
+    backup.set_defaults(run=_backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup archive into an empty data dir",
+        description="Checks every file of the archive against its manifest, then restores "
+        "the database and the files. Stop the server first.")
+    restore.add_argument("archive", type=Path, help="a .tar written by `avatar-rtc backup`")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the database and files of a non-empty data dir")
+    settings_mod.add_arguments(restore)
+    restore.set_defaults(run=_restore)
     return parser
 
 

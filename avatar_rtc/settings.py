@@ -85,10 +85,11 @@ class SttSettings:
     # "tiny.en" and "base" are the packaged models; otherwise a CTranslate2 folder,
     # or a model name when the operator has internet.
     model: str = "tiny.en"
-    device: str = "cpu"
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    # int8 on a CPU; float16 or int8_float16 on a GPU (see STT_COMPUTE_TYPES).
     compute_type: str = "int8"
     cpu_threads: int = 2
-    language: str = "en"  # empty: detect per turn
+    language: str = "en"  # empty: detect per turn (multilingual models)
     beam_size: int = 1
     # Whisper's encoder window is fitted to the utterance but never below this (30 =
     # Whisper's fixed window; shorter is much faster on a CPU, below ~8 s it loops).
@@ -115,11 +116,35 @@ class LlmSettings:
 
 @dataclass
 class TtsSettings:
+    # The backend of calls without a voice profile; always loaded.
     backend: str = "piper"
+    # More backends to load at startup ("piper", "f5-tts", "cosyvoice"); a voice profile
+    # picks one by its backend. One that is not installed or has no weights is reported
+    # at startup and in /health.
+    backends: list[str] = field(default_factory=list)
     # Piper: a packaged voice name ("joe-medium") or a path to a .onnx voice.
     voice: str = "joe-medium"
     speed: float = 1.0
     threads: int = 2  # the LLM is held while the first chunk is synthesized
+    device: str = "cuda"  # f5-tts and cosyvoice: "cuda", "cuda:N" or "cpu"
+    profile_cache_size: int = 32  # prepared reference clips kept per cloning backend
+    crossfade_ms: float = 150.0  # overlap where two synthesized pieces of a sentence meet
+    seed: int = 0  # cloning backends sample noise; a fixed seed makes them repeatable
+    # F5-TTS (fast cloning). Empty paths: the folders tools/download-models writes
+    # under <storage.data_dir>/models.
+    f5_model: str = "F5TTS_v1_Base"  # a config shipped with f5-tts, or a .yaml path
+    f5_ckpt: str = ""  # .safetensors or .pt checkpoint
+    f5_vocab: str = ""  # empty: the vocab.txt shipped with f5-tts
+    f5_vocoder: str = ""  # Vocos folder (config.yaml, pytorch_model.bin)
+    f5_nfe_step: int = 32  # flow-matching steps: 16 is ~2x faster, slightly rougher
+    f5_cfg_strength: float = 2.0
+    f5_sway_sampling: float = -1.0
+    # CosyVoice (high quality). It is not on PyPI: cosyvoice_repo is a clone of
+    # FunAudioLLM/CosyVoice (with its requirements installed), put on sys.path.
+    cosyvoice_model: str = ""  # model folder (CosyVoice2-0.5B, Fun-CosyVoice3-0.5B)
+    cosyvoice_repo: str = ""
+    cosyvoice_fp16: bool = True
+    cosyvoice_stream: bool = True
     # Chunking of the reply for TTS: the first chunk may end at a clause boundary once
     # first_chunk_min_chars long, and is cut at a space past first_chunk_max_chars.
     first_chunk_min_chars: int = 12
@@ -153,6 +178,14 @@ class AdminSettings:
 
 
 @dataclass
+class GpuSettings:
+    # /offer answers 503 while the GPU's used memory is above this fraction (NVML, or
+    # torch when loaded); 1 turns the check off. Without a GPU it never refuses.
+    max_memory_fraction: float = 0.9
+    device_index: int = 0
+
+
+@dataclass
 class LogSettings:
     level: str = "INFO"
     json: bool = False
@@ -169,6 +202,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
     def validate(self) -> Settings:
@@ -189,14 +223,26 @@ class Settings:
             (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
             (5.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 5-30"),
+            (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
+            (self.stt.compute_type in STT_COMPUTE_TYPES,
+             f"stt.compute_type: one of {', '.join(STT_COMPUTE_TYPES)}"),
             (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
             (
                 self.llm.backend != "openai" or bool(self.llm.base_url),
                 "llm.base_url is required with llm.backend=openai",
             ),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
-            (self.tts.backend == "piper", "tts.backend: piper"),
+            (self.tts.backend in TTS_BACKENDS, f"tts.backend: one of {', '.join(TTS_BACKENDS)}"),
+            (all(b in TTS_BACKENDS for b in self.tts.backends),
+             f"tts.backends: each one of {', '.join(TTS_BACKENDS)}"),
             (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
+            (_is_device(self.tts.device), "tts.device: cpu, cuda or cuda:N"),
+            (self.tts.profile_cache_size >= 1, "tts.profile_cache_size must be >= 1"),
+            (0.0 <= self.tts.crossfade_ms <= 1000.0, "tts.crossfade_ms must be 0-1000"),
+            (1 <= self.tts.f5_nfe_step <= 128, "tts.f5_nfe_step must be 1-128"),
+            (0.0 < self.gpu.max_memory_fraction <= 1.0,
+             "gpu.max_memory_fraction must be above 0 and at most 1"),
+            (self.gpu.device_index >= 0, "gpu.device_index must be >= 0"),
             (self.recording.retention_days >= 0, "recording.retention_days must be >= 0"),
             (self.recording.max_disk_mb >= 0, "recording.max_disk_mb must be >= 0"),
             (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
@@ -211,6 +257,17 @@ class Settings:
 
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+TTS_BACKENDS = ("piper", "f5-tts", "cosyvoice")
+STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
+                     "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+
+
+def _is_device(device: str) -> bool:
+    kind, colon, index = device.partition(":")
+    if kind == "cpu":
+        return not colon
+    return kind == "cuda" and (not colon or index.isdigit())
 
 
 def _sections() -> dict[str, type[Any]]:

@@ -55,6 +55,7 @@
     latencyEmpty: $("latency-empty"),
     voicePicker: $("voice-picker"),
     voiceSelect: $("voice-select"),
+    voiceInfo: $("voice-info"),
     serverDot: $("server-dot"),
     serverText: $("server-text"),
     backends: $("backends"),
@@ -117,6 +118,7 @@
     // mode: "call" | "connecting" | "hangup"
     ui.button.dataset.action = mode;
     ui.button.disabled = false;
+    ui.voiceSelect.disabled = mode !== "call"; // the voice is fixed for the call
     if (mode === "call") {
       ui.buttonLabel.textContent = "Call";
       ui.button.setAttribute("aria-label", "Start call");
@@ -724,9 +726,44 @@
     if (!ready) scheduleHealth(HEALTH_RETRY_MS);
   }
 
-  // Hook for a future GET /api/voices. Does nothing (the picker stays hidden)
-  // while the server does not provide it. Accepts ["name", ...] or
-  // {"voices": [{"id": ..., "name": ...} | "name", ...], "default": "id"}.
+  // GET /api/voices: {"default": "<piper voice>", "items": [{"id", "name", "backend",
+  // "drivable_by": [...], "active": bool}]}. The picker shows only when there are
+  // profiles; a profile the running TTS backend cannot speak is listed but disabled.
+  // The choice is remembered in localStorage and sent as "voice" in POST /offer.
+  const VOICE_KEY = "avatarVoice";
+  let voiceItems = new Map(); // profile id -> item
+
+  function rememberedVoice() {
+    try {
+      return localStorage.getItem(VOICE_KEY) || "";
+    } catch (err) {
+      return "";
+    }
+  }
+
+  function rememberVoice(id) {
+    try {
+      if (id) localStorage.setItem(VOICE_KEY, id);
+      else localStorage.removeItem(VOICE_KEY);
+    } catch (err) {
+      /* storage disabled: the choice lasts for this page only */
+    }
+  }
+
+  function describeVoice() {
+    const item = voiceItems.get(ui.voiceSelect.value);
+    if (!item) {
+      ui.voiceInfo.textContent = "The server's default voice.";
+      ui.voiceInfo.dataset.active = "true";
+      return;
+    }
+    const by = item.drivable_by.length ? item.drivable_by.join(", ") : "no backend";
+    ui.voiceInfo.textContent = `Speakable by ${by}; ${
+      item.active ? "this server's TTS backend can speak it." : "this server's TTS backend cannot."
+    }`;
+    ui.voiceInfo.dataset.active = String(item.active);
+  }
+
   async function loadVoices() {
     let data;
     try {
@@ -736,20 +773,40 @@
     } catch (err) {
       return;
     }
-    const list = Array.isArray(data) ? data : data && Array.isArray(data.voices) ? data.voices : [];
-    if (!list.length) return;
+    const items = data && Array.isArray(data.items) ? data.items : [];
+    voiceItems = new Map();
     const frag = document.createDocumentFragment();
-    for (const v of list) {
+    const def = document.createElement("option");
+    def.value = "";
+    def.textContent = data && data.default ? `Default (${data.default})` : "Default";
+    frag.appendChild(def);
+    for (const v of items) {
+      if (!v || typeof v.id !== "string" || !v.id) continue;
+      const drivable = Array.isArray(v.drivable_by) ? v.drivable_by.map(String) : [];
+      const item = { id: v.id, name: String(v.name ?? v.id), drivable_by: drivable, active: !!v.active };
+      voiceItems.set(item.id, item);
       const opt = document.createElement("option");
-      opt.value = typeof v === "string" ? v : String(v.id ?? v.name ?? "");
-      opt.textContent = typeof v === "string" ? v : String(v.name ?? v.id ?? "");
-      if (!opt.value) continue;
+      opt.value = item.id;
+      opt.textContent = `${item.name} — ${drivable.join(", ") || "no backend"}${
+        item.active ? "" : " (not on this server)"
+      }`;
+      opt.disabled = !item.active;
+      opt.dataset.backends = drivable.join(" ");
+      opt.dataset.active = String(item.active);
       frag.appendChild(opt);
     }
     ui.voiceSelect.replaceChildren(frag);
-    if (data && data.default) ui.voiceSelect.value = String(data.default);
-    ui.voicePicker.hidden = ui.voiceSelect.options.length === 0;
+    const saved = rememberedVoice();
+    const savedItem = voiceItems.get(saved);
+    ui.voiceSelect.value = savedItem && savedItem.active ? saved : "";
+    ui.voicePicker.hidden = voiceItems.size === 0;
+    ui.voiceInfo.hidden = ui.voicePicker.hidden;
+    describeVoice();
   }
+  ui.voiceSelect.addEventListener("change", () => {
+    rememberVoice(ui.voiceSelect.value);
+    describeVoice();
+  });
   window.loadVoices = loadVoices;
 
   setButton("call");

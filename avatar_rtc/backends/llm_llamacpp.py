@@ -2,7 +2,9 @@
 
 llama-cpp-python keeps the KV cache of the previous prompt and re-evaluates only the
 tokens after the longest common prefix, so the system prompt and earlier turns cost
-nothing on later turns of a call.
+nothing on later turns of a call. Each call's conversation therefore keeps its own
+context (KV cache) from a small pool; the weights are memory-mapped once. One model
+thread interleaves the calls token by token, most urgent reply first (see scheduler).
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.worker import ModelWorker
+from avatar_rtc.backends.scheduler import SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,29 @@ def packaged_model_path() -> Path:
     return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+# A reply is urgent until its first chunk is likely out: about 12 tokens.
+URGENT_TOKENS = 12
+
+Conversation = list[tuple[str, str]]
+
+
+@dataclass(eq=False)
+class _Context:
+    llama: Any
+    served: Conversation = field(default_factory=list)  # what its KV cache holds
+    busy: bool = False
+    last_used: float = 0.0
+
+
+def _shared_prefix(a: Conversation, b: Conversation) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
 class LlamaCppLlm:
     def __init__(
         self,
@@ -42,59 +68,108 @@ class LlamaCppLlm:
         max_tokens: int = 120,
         temperature: float = 0.2,
         seed: int = 0,
+        max_contexts: int = 4,
     ) -> None:
-        from llama_cpp import Llama
-
         path = Path(model_path) if model_path else packaged_model_path()
         if not path.is_file():
             raise BackendError("llm", f"GGUF model not found: {path}")
+        self._path = path
+        self._params: dict[str, Any] = {"n_ctx": n_ctx, "n_threads": n_threads,
+                        "n_threads_batch": n_batch_threads, "seed": seed}
+        self._max_contexts = max(1, max_contexts)
         started = time.perf_counter()
-        try:
-            self._llama = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_batch_threads,
-                seed=seed,
-                verbose=False,
-            )
-        except Exception as exc:
-            raise BackendError("llm", f"cannot load {path.name}: {exc}") from exc
+        self._contexts = [_Context(self._load())]
         log.info("llama.cpp %s loaded in %.2fs", path.name, time.perf_counter() - started)
         self.name = f"llama.cpp {path.stem}"
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._seed = seed
-        self._worker = ModelWorker("llm")
+        self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS)
 
-    def _generate(self, messages: list[ChatMessage], stop: threading.Event,
-                  gate: CpuGate | None) -> Iterator[str]:
-        payload: Any = [{"role": m.role, "content": m.content} for m in messages]
-        chunks: Any = self._llama.create_chat_completion(
-            messages=payload,
-            stream=True,
-            max_tokens=self._max_tokens,
-            temperature=self._temperature,
-            seed=self._seed,
-        )
+    def _load(self) -> Any:
+        from llama_cpp import Llama
+
         try:
-            for chunk in chunks:
-                if gate is not None and gate.held:
-                    gate.wait()
-                if stop.is_set():
-                    return  # closing the generator ends llama's sampling loop
-                delta = chunk["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
+            return Llama(model_path=str(self._path), verbose=False, **self._params)
+        except Exception as exc:
+            raise BackendError("llm", f"cannot load {self._path.name}: {exc}") from exc
+
+    # -- contexts: touched only on the model thread --------------------------------
+
+    def _can_start(self) -> bool:
+        return len(self._contexts) < self._max_contexts or any(
+            not c.busy for c in self._contexts
+        )
+
+    def _acquire(self, conversation: Conversation) -> _Context:
+        """The idle context whose cache shares most with this conversation; a new one
+        rather than evicting another conversation's cache while the pool may grow."""
+        idle = [c for c in self._contexts if not c.busy]
+        best = max(idle, key=lambda c: (_shared_prefix(c.served, conversation), -c.last_used),
+                   default=None)
+        if best is None or (
+            _shared_prefix(best.served, conversation) <= 1 and best.served
+            and len(self._contexts) < self._max_contexts
+        ):
+            best = _Context(self._load())
+            self._contexts.append(best)
+        best.busy = True
+        return best
+
+    def _generate(self, messages: list[ChatMessage], stop: threading.Event) -> Iterator[str]:
+        conversation: Conversation = [(m.role, m.content) for m in messages]
+        context = self._acquire(conversation)
+        reply = ""
+        try:
+            payload: Any = [{"role": role, "content": text} for role, text in conversation]
+            chunks: Any = context.llama.create_chat_completion(
+                messages=payload,
+                stream=True,
+                max_tokens=self._max_tokens,
+                temperature=self._temperature,
+                seed=self._seed,
+            )
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        return  # closing the generator ends llama's sampling loop
+                    delta = chunk["choices"][0]["delta"].get("content")
+                    if delta:
+                        reply += delta
+                        yield delta
+            finally:
+                chunks.close()
         finally:
-            chunks.close()
+            context.served = [*conversation, ("assistant", reply.strip())]
+            context.busy = False
+            context.last_used = time.monotonic()
+
+    def _ready(self, gate: CpuGate | None) -> Callable[[], bool]:
+        """Steps aside while the turn's gate is held (never past CpuGate.MAX_WAIT_S),
+        and until a context is free."""
+        state = {"started": False, "held_since": 0.0}
+
+        def ready() -> bool:
+            if not state["started"]:
+                if not self._can_start():
+                    return False
+                state["started"] = True
+            if gate is None or not gate.held:
+                state["held_since"] = 0.0
+                return True
+            now = time.monotonic()
+            if not state["held_since"]:
+                state["held_since"] = now
+            return now - state["held_since"] > CpuGate.MAX_WAIT_S
+
+        return ready
 
     async def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None
     ) -> AsyncIterator[str]:
         try:
             async for delta in self._worker.iterate(
-                lambda stop: self._generate(messages, stop, gate)
+                lambda stop: self._generate(messages, stop), ready=self._ready(gate)
             ):
                 yield delta
         except BackendError:

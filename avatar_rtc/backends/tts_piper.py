@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 
 from avatar_rtc.backends.base import BackendError, Pcm, Voice
-from avatar_rtc.backends.worker import ModelWorker
+from avatar_rtc.backends.scheduler import SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ class PiperTts:
         first = self._load(default_voice)
         self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
         self.name = f"piper {default_voice}"
-        self._worker = ModelWorker("tts")
+        # Shared by every call; a reply's first chunk (urgent) jumps the queue.
+        self._worker = SharedWorker("tts")
 
     def _load(self, name: str) -> object:
         with self._lock:

@@ -26,6 +26,7 @@ import numpy as np
 
 from avatar_rtc.backends.base import BackendError, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.backends.scheduler import urgent
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import (
     FRAME_SAMPLES,
@@ -46,6 +47,7 @@ from avatar_rtc.conversation.turn import (
     heard_text,
 )
 from media.resample import resample_pcm
+from media.silence import trim_leading_silence
 
 log = logging.getLogger(__name__)
 
@@ -254,12 +256,15 @@ class Conversation:
             turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
         audio = tts.synthesize(text, self._voice)
         try:
-            async for pcm in audio:
-                turn.gate.release()
-                turn.mark("tts_first_audio", self._clock())
-                pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
-                await turn.committed.wait()  # a tentative turn holds its audio here
-                chunk.playouts.append(self._playout.enqueue(pcm48, label=(turn, chunk)))
+            with urgent(first):  # the user is waiting for this one: it jumps the TTS queue
+                async for pcm in audio:
+                    turn.gate.release()
+                    if "tts_first_audio" not in turn.marks:
+                        pcm = trim_leading_silence(pcm, tts.sample_rate)
+                    turn.mark("tts_first_audio", self._clock())
+                    pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
+                    await turn.committed.wait()  # a tentative turn holds its audio here
+                    chunk.playouts.append(self._playout.enqueue(pcm48, label=(turn, chunk)))
         finally:
             turn.gate.release()
             await audio.aclose()  # type: ignore[attr-defined]
@@ -298,8 +303,14 @@ class Conversation:
             return
         turn.finished = True
         turn.ended_at = turn.ended_at or datetime.datetime.now(datetime.UTC)
+        if "first_audio_sent" in turn.marks:  # played out, or just cleared
+            turn.mark("last_audio_sent", self._clock())
         if self._active is turn:
             self._active = None
+        if not turn.interrupted and any(c.sent_samples < c.total_samples for c in turn.chunks):
+            # The outbound track stopped under the reply (the peer vanished): its
+            # queue was dropped, so the rest was never heard.
+            turn.cut_off = True
         cut = turn.interrupted or turn.cut_off or turn.error is not None
         spoken = (heard_text(turn.chunks, self._samples_per_char) if cut
                   else " ".join(c.text for c in turn.chunks))

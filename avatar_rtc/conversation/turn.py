@@ -19,7 +19,10 @@ STAGES = (
     "tts_first_audio",
     "committed",
     "first_audio_sent",
+    "last_audio_sent",  # the reply's audio ended: played out, or cut
 )
+
+AUDIO_RATE = 16000  # the user's audio in a turn, as the endpointer hands it over
 
 # Speaking rate used to guess a chunk's length before its synthesis is complete.
 DEFAULT_SAMPLES_PER_CHAR = 48000 / 14.0

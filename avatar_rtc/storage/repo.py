@@ -95,6 +95,16 @@ def mark_recording_deleted(db: peewee.Database, call_id: str) -> bool:
         return bool(query.execute())
 
 
+def recorded_calls() -> list[CallRecord]:
+    has_files = Call.user_audio_path.is_null(False) | Call.agent_audio_path.is_null(False)
+    rows = (
+        Call.select()
+        .where(has_files & (Call.recording_deleted == False))  # noqa: E712
+        .order_by(Call.started_at, Call.id)
+    )
+    return [_call_record(row) for row in rows]
+
+
 def get_call(call_id: str) -> CallRecord | None:
     row = Call.get_or_none(Call.id == call_id)
     return None if row is None else _call_record(row)
@@ -200,6 +210,20 @@ def turns(call_id: str) -> list[TurnRecord]:
     return [_turn_record(row) for row in rows]
 
 
+def turn_counts(call_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """call id -> (turns, interrupted turns); calls without turns are left out."""
+    if not call_ids:
+        return {}
+    interrupted = peewee.fn.SUM(peewee.Case(None, [(Turn.interrupted == True, 1)], 0))  # noqa: E712
+    query = (
+        Turn.select(Turn.call, peewee.fn.COUNT(Turn.seq), interrupted)
+        .where(Turn.call.in_(call_ids))
+        .group_by(Turn.call)
+    )
+    rows: Any = query.tuples()  # (call_id, count, interrupted); typed as rows by peewee
+    return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in rows}
+
+
 def search_turns(query: str, limit: int, use_fts: bool) -> list[TurnRecord]:
     rows = search.fts_search(query, limit) if use_fts else search.like_search(query, limit)
     return [_turn_record(row) for row in rows]
@@ -265,16 +289,16 @@ def get_profile(profile_id: str) -> VoiceProfileRecord | None:
 
 
 def list_profiles(
-    db: peewee.Database, limit: int, offset: int
+    db: peewee.Database, limit: int, offset: int, newest_first: bool = False
 ) -> tuple[list[VoiceProfileRecord], int]:
+    order = (
+        (VoiceProfile.created_at.desc(), VoiceProfile.id.desc())
+        if newest_first
+        else (VoiceProfile.name, VoiceProfile.id)
+    )
     with db.atomic():
         total = VoiceProfile.select().count()
-        rows = list(
-            VoiceProfile.select()
-            .order_by(VoiceProfile.name, VoiceProfile.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        rows = list(VoiceProfile.select().order_by(*order).limit(limit).offset(offset))
     return [_profile_record(row) for row in rows], total
 
 

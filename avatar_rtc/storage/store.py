@@ -116,6 +116,10 @@ class Store:
     async def mark_recording_deleted(self, call_id: str) -> bool:
         return await self._run(repo.mark_recording_deleted, self._db, call_id)
 
+    async def recorded_calls(self) -> list[CallRecord]:
+        """Calls whose recording is kept (paths set, not deleted), oldest first."""
+        return await self._run(repo.recorded_calls)
+
     async def get_call(self, call_id: str) -> CallRecord | None:
         return await self._run(repo.get_call, call_id)
 
@@ -142,6 +146,10 @@ class Store:
     async def turns(self, call_id: str) -> list[TurnRecord]:
         return await self._run(repo.turns, call_id)
 
+    async def turn_counts(self, call_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """call id -> (turns, interrupted turns), for a page of calls in one query."""
+        return await self._run(repo.turn_counts, call_ids)
+
     async def search_turns(self, query: str, limit: int = 50) -> list[TurnRecord]:
         """Turns whose user_text or reply_text contain every word of ``query``."""
         return await self._run(repo.search_turns, query, limit, self.search_uses_fts)
@@ -160,10 +168,10 @@ class Store:
         return await self._run(repo.get_profile, profile_id)
 
     async def list_profiles(
-        self, limit: int = 50, offset: int = 0
+        self, limit: int = 50, offset: int = 0, newest_first: bool = False
     ) -> tuple[list[VoiceProfileRecord], int]:
-        """By name; returns (page, total)."""
-        return await self._run(repo.list_profiles, self._db, limit, offset)
+        """By name (or newest first); returns (page, total)."""
+        return await self._run(repo.list_profiles, self._db, limit, offset, newest_first)
 
     async def update_profile(self, profile: VoiceProfileRecord) -> VoiceProfileRecord | None:
         """Replace a profile's fields (not created_at), stamp updated_at; None if missing."""

@@ -1,0 +1,469 @@
+"""Call recording: each side's PCM to a mono Ogg/Opus file, both on one timeline.
+
+Taps hand PCM over on the event loop; a worker thread places it on the timeline and
+encodes it, so the loop never encodes or touches the disk. Both files start at the
+recorder's ``t0`` (``start()``), so the same offset in each means the same moment:
+
+- a track whose audio starts late is padded with silence up to its first arrival;
+- a stall (network gap, lost packets) is padded with the silence the wall clock says
+  is missing, but a burst that only delivers late audio is not: the pad is the
+  *smallest* lag seen over the next ``window_s`` of arrivals, so jitter and a loop
+  that drains a backlog at once never insert silence;
+- if the audio runs ahead of the clock (a sender clock a little fast), quiet chunks
+  are shortened until it is back within ``ahead_s`` (trimming silence is harmless, so
+  this bound is tighter than the one for inserting it);
+- at ``close()`` both tracks are padded to the same end, so they have equal lengths.
+
+``offset_ms`` turns a monotonic time into a place in the files: the time since t0
+while the call runs, and once closed the exact place in a track, from where each
+chunk that arrived around that time was put.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import queue
+import threading
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .resample import Pcm
+
+logger = logging.getLogger(__name__)
+
+USER_FILE = "user.ogg"
+AGENT_FILE = "agent.ogg"
+
+_SILENCE_BLOCK_S = 1.0  # long pads are written in pieces: bounded memory
+_QUIET_PEAK = 300  # a chunk this quiet may be shortened to pull the track back in line
+
+
+class Aligner:
+    """Places PCM chunks on a timeline that starts at ``t0``, from their arrival times.
+
+    Pure bookkeeping (no I/O, clock passed in). ``at`` is when a chunk's last sample
+    arrived. A chunk is placed once ``window_s`` of later arrivals are known
+    (``pull``), or at ``finish``.
+    """
+
+    def __init__(self, rate: int, t0: float, *, tolerance_s: float = 0.12,
+                 ahead_s: float = 0.04, window_s: float = 1.0) -> None:
+        self.rate = rate
+        self.t0 = t0
+        self.tolerance = round(tolerance_s * rate)
+        self.ahead = round(ahead_s * rate)
+        self.window_s = window_s
+        self.position = 0  # samples placed so far: audio + silence - drops
+        self.padded = 0
+        self.dropped = 0
+        self._started = False
+        self._pending: deque[tuple[Pcm, float]] = deque()
+        # Where each placed chunk landed, by arrival: maps a moment to the recording.
+        self._arrivals = array("d")
+        self._starts = array("q")
+        self._ends = array("q")
+
+    def push(self, pcm: Pcm, at: float) -> None:
+        if pcm.size:
+            self._pending.append((pcm, at))
+
+    def pull(self, now: float) -> list[Pcm]:
+        """Pieces (audio or silence) ready to encode, for chunks older than the window."""
+        out: list[Pcm] = []
+        while self._pending and self._pending[0][1] + self.window_s <= now:
+            self._place_head(out)
+        return out
+
+    def finish(self, end_at: float) -> list[Pcm]:
+        """Everything left, then silence up to ``end_at``."""
+        out: list[Pcm] = []
+        while self._pending:
+            self._place_head(out)
+        missing = self._target(end_at) - self.position
+        if missing > 0:
+            self._silence(missing, out)
+        return out
+
+    def _target(self, at: float) -> int:
+        return round((at - self.t0) * self.rate)
+
+    def _place_head(self, out: list[Pcm]) -> None:
+        pcm, at = self._pending[0]
+        # Lag of each chunk in the window if nothing were inserted: its arrival time on
+        # the timeline minus where its last sample would land. The smallest lag is
+        # what is really missing; a burst of late-but-delivered audio brings it to ~0.
+        end = self.position
+        lag: int | None = None
+        for chunk, arrived in self._pending:
+            if arrived > at + self.window_s:
+                break
+            end += chunk.size
+            behind = self._target(arrived) - end
+            lag = behind if lag is None else min(lag, behind)
+        assert lag is not None
+        self._pending.popleft()
+        threshold = 0 if not self._started else self.tolerance
+        self._started = True
+        if lag > threshold:
+            self._silence(lag, out)
+        elif lag < -self.ahead and _peak(pcm) <= _QUIET_PEAK:
+            cut = min(pcm.size, -lag)
+            self.dropped += cut
+            pcm = pcm[cut:]
+        start = self.position
+        if pcm.size:
+            out.append(pcm)
+            self.position += pcm.size
+        self._arrivals.append(at)
+        self._starts.append(start)
+        self._ends.append(self.position)
+
+    def position_at(self, at: float) -> int:
+        """Where the track was at the monotonic time ``at``, for chunks already placed.
+
+        The end of the last chunk that arrived by ``at``, plus the time since, but never
+        past the next chunk's start: exact through gaps and bursts alike, where
+        ``(at - t0) * rate`` would be off by however late a burst came.
+        """
+        if not self._arrivals:
+            return max(0, self._target(at))
+        i = bisect.bisect_right(self._arrivals, at) - 1
+        if i < 0:
+            return max(0, min(self._target(at), self._starts[0]))
+        position = self._ends[i] + round((at - self._arrivals[i]) * self.rate)
+        if i + 1 < len(self._arrivals):
+            position = min(position, self._starts[i + 1])
+        return position
+
+    def _silence(self, samples: int, out: list[Pcm]) -> None:
+        self.padded += samples
+        self.position += samples
+        block = round(_SILENCE_BLOCK_S * self.rate)
+        while samples > 0:
+            size = min(block, samples)
+            out.append(np.zeros(size, dtype=np.int16))
+            samples -= size
+
+
+def _peak(pcm: Pcm) -> int:
+    return int(np.abs(pcm.astype(np.int32)).max(initial=0))
+
+
+class OpusWriter:
+    """A mono int16 stream to an Ogg/Opus file (PyAV, libopus). Not thread-safe."""
+
+    def __init__(self, path: Path, rate: int, bitrate_kbps: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.rate = rate
+        self.samples = 0
+        # Each Ogg page goes to disk when complete (about once a second): if the process
+        # dies, the file still plays up to there.
+        self._container = av.open(str(path), "w", format="ogg",
+                                  container_options={"flush_packets": "1"})
+        try:
+            stream = self._container.add_stream("libopus", rate=rate)
+            stream.layout = "mono"
+            stream.bit_rate = bitrate_kbps * 1000
+            self._stream = stream
+        except Exception:
+            self._container.close()
+            raise
+        self._closed = False
+
+    def write(self, pcm: Pcm) -> None:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self.samples
+        self.samples += pcm.size
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+
+class TrackRecorder:
+    """One side of the call: an Aligner feeding an OpusWriter. Worker thread only."""
+
+    def __init__(self, name: str, path: Path, rate: int, t0: float, bitrate_kbps: int,
+                 *, tolerance_s: float, window_s: float) -> None:
+        self.name = name
+        self.path = path
+        self.aligner = Aligner(rate, t0, tolerance_s=tolerance_s, window_s=window_s)
+        self.error: str | None = None
+        self._samples = 0
+        self._writer: OpusWriter | None = None
+        try:
+            self._writer = OpusWriter(path, rate, bitrate_kbps)
+        except Exception as exc:
+            self._fail("open", exc)
+
+    def push(self, pcm: Pcm, at: float) -> None:
+        self.aligner.push(pcm, at)
+
+    def pull(self, now: float) -> None:
+        self._write(self.aligner.pull(now))
+
+    def finish(self, end_at: float) -> None:
+        self._write(self.aligner.finish(end_at))
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception as exc:
+                self._fail("finalize", exc)
+
+    @property
+    def samples(self) -> int:
+        return self._samples
+
+    def abort(self) -> None:
+        """Close the file as it is (the worker hit a bug): what was written stays playable."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception as exc:
+                self._fail("finalize", exc)
+            self._writer = None
+
+    def _write(self, pieces: list[Pcm]) -> None:
+        if self._writer is None:
+            return  # failed earlier: keep the timeline, drop the audio
+        try:
+            for pcm in pieces:
+                self._writer.write(pcm)
+                self._samples += pcm.size
+        except Exception as exc:
+            self._fail("encode", exc)
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        self.error = self.error or f"{self.name} track: {what} failed: {type(exc).__name__}: {exc}"
+        logger.error("recorder %s: %s", self.path, self.error)
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    user_path: Path | None
+    agent_path: Path | None
+    bytes: int  # both files together
+    duration_s: float  # of each track (they end together)
+    error: str | None = None
+    dropped_chunks: int = 0  # PCM chunks refused because the worker fell behind
+
+
+@dataclass(frozen=True)
+class _Stop:
+    at: float
+
+
+_Item = tuple[int, Pcm, float] | _Stop
+
+_USER, _AGENT = 0, 1
+_TRACKS = ("user", "agent")
+
+
+class CallRecorder:
+    """Records both sides of one call into ``directory``/{user,agent}.ogg.
+
+    ``user_audio`` and ``agent_audio`` are taps (for ``InboundAudio.add_tap`` and
+    ``PacedAudioTrack.add_tap``): cheap, non-blocking, called on the event loop.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        bitrate_kbps: int = 24,
+        user_rate: int = 16000,
+        agent_rate: int = 48000,
+        clock: Callable[[], float] = time.monotonic,
+        tolerance_s: float = 0.12,
+        window_s: float = 1.0,
+        max_queued_chunks: int = 3000,  # ~30 s of both sides in 20 ms frames
+    ) -> None:
+        self.directory = directory
+        self.user_path = directory / USER_FILE
+        self.agent_path = directory / AGENT_FILE
+        self.bitrate_kbps = bitrate_kbps
+        self.rates = (user_rate, agent_rate)
+        self._clock = clock
+        self._tolerance_s = tolerance_s
+        self._window_s = window_s
+        self._queue: queue.Queue[_Item] = queue.Queue(max_queued_chunks)
+        self._thread: threading.Thread | None = None
+        self._t0: float | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._tracks: list[TrackRecorder] = []
+        self._worker_error: str | None = None
+        self.dropped_chunks = 0
+        self.result: RecordingResult | None = None
+
+    @property
+    def t0(self) -> float:
+        if self._t0 is None:
+            raise RuntimeError("recorder not started")
+        return self._t0
+
+    @property
+    def started(self) -> bool:
+        return self._t0 is not None
+
+    def start(self) -> None:
+        """Fix t0 now and start the worker (it creates the files). Idempotent."""
+        if self._t0 is not None:
+            return
+        self._t0 = self._clock()
+        self._thread = threading.Thread(
+            target=self._work, name=f"recorder-{self.directory.name}", daemon=True
+        )
+        self._thread.start()
+
+    def offset_ms(self, at: float, track: str | None = None) -> int:
+        """Milliseconds into the recording of the monotonic time ``at``.
+
+        With ``track`` ("user" or "agent") and once closed, the exact place in that
+        file (see Aligner.position_at); otherwise the time since t0.
+        """
+        if track is not None and self.result is not None and len(self._tracks) == 2:
+            aligner = self._tracks[_TRACKS.index(track)].aligner
+            return round(aligner.position_at(at) * 1000 / aligner.rate)
+        return max(0, round((at - self.t0) * 1000))
+
+    def user_audio(self, pcm: Pcm) -> None:
+        self._put(_USER, pcm)
+
+    def agent_audio(self, pcm: Pcm) -> None:
+        self._put(_AGENT, pcm)
+
+    def _put(self, track: int, pcm: Pcm) -> None:
+        if self._closed or self._t0 is None:
+            return
+        try:
+            # A copy: the producer may reuse its buffer.
+            self._queue.put_nowait((track, np.array(pcm, dtype=np.int16).reshape(-1),
+                                    self._clock()))
+        except queue.Full:
+            # The arrival times of later chunks still say how much is missing.
+            self.dropped_chunks += 1
+            if self.dropped_chunks & (self.dropped_chunks - 1) == 0:
+                logger.warning("recorder %s is behind: %d chunks dropped",
+                               self.directory, self.dropped_chunks)
+
+    def close(self, at: float | None = None) -> RecordingResult:
+        """Finalize both files (blocking: call it off the event loop). Idempotent.
+
+        Both tracks end at ``at`` (default: now). Returns the files and their size.
+        """
+        end_at = self._clock() if at is None else at
+        with self._lock:
+            if self.result is not None:
+                return self.result
+            self._closed = True
+            thread = self._thread
+            if thread is None:
+                self.result = RecordingResult(None, None, 0, 0.0, "recorder never started")
+                return self.result
+            while thread.is_alive():
+                try:
+                    self._queue.put(_Stop(end_at), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            thread.join()
+            self.result = self._summary()
+            return self.result
+
+    async def aclose(self) -> RecordingResult:
+        """``close()`` on a worker thread, ending the tracks at the moment of the call."""
+        end_at = self._clock()
+        return await asyncio.to_thread(self.close, end_at)
+
+    def _summary(self) -> RecordingResult:
+        size = 0
+        for path in (self.user_path, self.agent_path):
+            with contextlib.suppress(OSError):
+                size += path.stat().st_size
+        errors = [t.error for t in self._tracks if t.error]
+        if self._worker_error:
+            errors.append(self._worker_error)
+        duration = 0.0
+        if self._tracks:
+            duration = max(t.samples / t.aligner.rate for t in self._tracks)
+        return RecordingResult(
+            user_path=self.user_path if self.user_path.exists() else None,
+            agent_path=self.agent_path if self.agent_path.exists() else None,
+            bytes=size,
+            duration_s=duration,
+            error="; ".join(errors) or None,
+            dropped_chunks=self.dropped_chunks,
+        )
+
+    # ---- worker thread ---------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            self._record()
+        except Exception as exc:  # a bug here must not leave close() waiting
+            logger.exception("recorder %s failed", self.directory)
+            self._worker_error = f"recorder failed: {type(exc).__name__}: {exc}"
+            for recorder in self._tracks:
+                recorder.abort()
+            while not isinstance(self._queue.get(), _Stop):
+                pass
+
+    def _record(self) -> None:
+        t0 = self.t0
+        for name, path, rate in (("user", self.user_path, self.rates[_USER]),
+                                 ("agent", self.agent_path, self.rates[_AGENT])):
+            self._tracks.append(TrackRecorder(
+                name, path, rate, t0, self.bitrate_kbps,
+                tolerance_s=self._tolerance_s, window_s=self._window_s,
+            ))
+        while True:
+            try:
+                item = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                item = None
+            # Taken before draining: every chunk that arrived by `now` is pushed below.
+            now = self._clock()
+            items = [] if item is None else [item]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop: _Stop | None = None
+            for entry in items:
+                if isinstance(entry, _Stop):
+                    stop = entry
+                else:
+                    track, pcm, at = entry
+                    self._tracks[track].push(pcm, at)
+            if stop is not None:
+                for recorder in self._tracks:
+                    recorder.finish(stop.at)
+                return
+            for recorder in self._tracks:
+                recorder.pull(now)

@@ -1,0 +1,179 @@
+"""Who may use the admin API: bearer tokens, loopback-only mode, write rate limits.
+
+The server is real (aiohttp on 127.0.0.1, SQLite); the models are fakes, since no route
+here needs one. A non-loopback client is made the way a trusted reverse proxy does it
+(aiohttp-remotes): a middleware in front of the app replaces request.remote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from avatar_rtc.admin.auth import LOOPBACK_ONLY, is_loopback
+from avatar_rtc.admin.ratelimit import RateLimiter
+from avatar_rtc.storage import new_id
+from tests.admin_helpers import API, Admin, ClientFactory, admin_server
+from tests.fakes import fake_backends
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "correct-horse-battery-staple"
+
+
+def remote_from_header(request_header: str = "X-Test-Remote") -> Any:
+    """Sets request.remote from a test header, as a proxy-aware middleware would."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        remote = request.headers.get(request_header)
+        if remote is not None:
+            request = request.clone(remote=remote)
+        return await handler(request)
+
+    return middleware
+
+
+@pytest.fixture
+def server(aiohttp_client: ClientFactory, tmp_path: Path) -> Any:
+    def start(**overrides: Any) -> Any:
+        return admin_server(aiohttp_client, fake_backends(), tmp_path / "data",
+                            middlewares=[remote_from_header()], **overrides)
+
+    return start
+
+
+@pytest.fixture
+async def with_token(server: Any) -> AsyncIterator[Admin]:
+    async with server(admin__token=TOKEN) as admin:
+        yield admin
+
+
+async def test_a_missing_or_malformed_header_is_401(with_token: Admin) -> None:
+    for headers in ({}, {"Authorization": f"Basic {TOKEN}"}, {"Authorization": "Bearer"},
+                    {"Authorization": "Bearer   "}, {"Authorization": TOKEN}):
+        response = await with_token.client.get(f"{API}/profiles", headers=headers)
+        assert response.status == 401, headers
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "missing bearer token" in (await response.json())["error"]
+
+
+async def test_a_wrong_token_is_403_and_the_right_one_passes(with_token: Admin) -> None:
+    client = with_token.client
+    for wrong in ("nope", TOKEN + "x", TOKEN[:-1], "ünïcödé"):
+        response = await client.get(f"{API}/stats",
+                                    headers={"Authorization": f"Bearer {wrong}"})
+        assert response.status == 403, wrong
+        assert (await response.json())["error"] == "invalid admin token"
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        response = await client.get(f"{API}/stats",
+                                    headers={"Authorization": f"{scheme} {TOKEN}"})
+        assert response.status == 200, scheme
+    # With a token set, loopback is no free pass, and a remote client with it is let in.
+    assert (await client.get(f"{API}/calls")).status == 401
+    response = await client.get(f"{API}/calls", headers={
+        "Authorization": f"Bearer {TOKEN}", "X-Test-Remote": "203.0.113.9"})
+    assert response.status == 200
+
+
+async def test_every_api_route_is_guarded(with_token: Admin) -> None:
+    some = new_id()
+    routes = [
+        ("GET", "backends"), ("GET", "profiles"), ("POST", "profiles"),
+        ("GET", f"profiles/{some}"), ("PATCH", f"profiles/{some}"),
+        ("DELETE", f"profiles/{some}"), ("GET", f"profiles/{some}/audio"),
+        ("POST", f"profiles/{some}/synthesize"), ("GET", "calls"), ("GET", f"calls/{some}"),
+        ("DELETE", f"calls/{some}"), ("GET", f"calls/{some}/recording"),
+        ("GET", f"calls/{some}/turns/{some}/audio"), ("GET", f"calls/{some}/export"),
+        ("GET", "search?q=x"), ("GET", "stats"),
+    ]
+    for method, path in routes:
+        response = await with_token.client.request(method, f"{API}/{path}")
+        assert response.status == 401, (method, path)
+
+
+async def test_pages_and_the_public_voice_list_need_no_token(with_token: Admin) -> None:
+    client = with_token.client
+    for path, marker in (("/admin/", "profile"), ("/admin/calls", "call")):
+        response = await client.get(path, headers={"X-Test-Remote": "198.51.100.4"})
+        assert response.status == 200, path
+        assert response.content_type == "text/html"
+        assert marker in (await response.text()).lower()
+    response = await client.get("/admin", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/admin/"
+    response = await client.get("/api/voices")
+    assert response.status == 200
+    assert await response.json() == {"default": "fake", "items": []}
+
+
+async def test_without_a_token_only_loopback_clients_get_in(server: Any) -> None:
+    async with server() as admin:
+        client = admin.client
+        assert (await client.get(f"{API}/stats")).status == 200  # really from 127.0.0.1
+        for remote in ("203.0.113.7", "10.0.0.1", "192.168.1.20", "2001:db8::1"):
+            response = await client.get(f"{API}/stats", headers={"X-Test-Remote": remote})
+            assert response.status == 403, remote
+            assert (await response.json())["error"] == LOOPBACK_ONLY
+        # X-Forwarded-For is anyone's to send: it never grants loopback.
+        response = await client.get(f"{API}/stats", headers={
+            "X-Test-Remote": "203.0.113.7", "X-Forwarded-For": "127.0.0.1"})
+        assert response.status == 403
+        response = await client.get(f"{API}/stats", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert response.status == 200
+        # A token sent anyway changes nothing when none is configured.
+        response = await client.get(f"{API}/stats", headers={
+            "X-Test-Remote": "203.0.113.7", "Authorization": "Bearer whatever"})
+        assert response.status == 403
+
+
+def test_loopback_addresses() -> None:
+    for remote in ("127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1", "fe80::1%lo"):
+        assert is_loopback(remote) == (remote != "fe80::1%lo"), remote
+    for remote in (None, "", "localhost", "10.0.0.1", "::ffff:10.0.0.1", "0.0.0.0", "garbage"):
+        assert not is_loopback(remote), remote
+
+
+async def test_writes_are_rate_limited_per_client(server: Any) -> None:
+    async with server(admin__write_rate_per_min=3) as admin:
+        client = admin.client
+        url = f"{API}/profiles/{new_id()}"
+        for _ in range(3):
+            assert (await client.delete(url)).status == 404  # counted, whatever the outcome
+        response = await client.patch(url, json={"name": "x"})
+        assert response.status == 429
+        retry = int(response.headers["Retry-After"])
+        assert 1 <= retry <= 20  # one token refills in 60/3 s
+        assert "at most 3 a minute" in (await response.json())["error"]
+        assert (await client.post(f"{API}/profiles")).status == 429
+        # Reads are not limited, and another client has its own bucket.
+        for _ in range(10):
+            assert (await client.get(f"{API}/stats")).status == 200
+        other = await client.delete(url, headers={"X-Test-Remote": "::1"})
+        assert other.status == 404
+
+
+async def test_no_limit_when_the_rate_is_zero(server: Any) -> None:
+    async with server(admin__write_rate_per_min=0) as admin:
+        url = f"{API}/calls/{new_id()}"
+        for _ in range(50):
+            assert (await admin.client.delete(url)).status == 404
+
+
+def test_token_bucket_refills_at_the_configured_rate() -> None:
+    now = [100.0]
+    limiter = RateLimiter(6, clock=lambda: now[0])  # one token every 10 s, bursts of 6
+    assert [limiter.take("a") for _ in range(6)] == [0.0] * 6
+    assert limiter.take("a") == pytest.approx(10.0)
+    assert limiter.take("b") == 0.0
+    now[0] += 5.0
+    assert limiter.take("a") == pytest.approx(5.0)
+    now[0] += 5.0
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") == pytest.approx(10.0)
+    now[0] += 3600.0  # never more than a burst's worth saved up
+    assert [limiter.take("a") for _ in range(7)][-2:] == [0.0, pytest.approx(10.0)]

@@ -1,0 +1,246 @@
+"""Offline replay: a recorded call (or a file) through the pipeline without WebRTC.
+
+The driver and the simulated outbound track are checked with fast fake models; the
+real runs use the embedded models on calls recorded by a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_rtc.backends.registry import Backends
+from avatar_rtc.conversation.agent import ConversationConfig
+from avatar_rtc.conversation.endpointing import EndpointConfig
+from avatar_rtc.replay.offline import (
+    SimulatedPlayout,
+    load_recorded_call,
+    match_turns,
+    replay_offline,
+)
+from avatar_rtc.replay.sources import AudioSource, load_audio
+from avatar_rtc.replay.summary import render
+from avatar_rtc.replay.timeline import OriginalTurn, TimelineTurn
+from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
+from avatar_rtc.routes import conversation_config
+from tests.conftest import LiveServer
+from tests.fakes import FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
+from tests.replay_audio import encode
+from tests.speech import speak, with_silence, word_error_rate
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?"]
+
+
+# ---- the simulated track and the matching, exactly --------------------------------
+
+
+def test_the_simulated_track_plays_20_ms_slots_like_the_paced_track() -> None:
+    now = [0.0]
+    playout = SimulatedPlayout(lambda: now[0])
+    started: list[float | None] = []
+    playout.on_chunk_started = lambda chunk: started.append(chunk.started_at)
+    now[0] = 0.005
+    first = playout.enqueue(np.full(1500, 1000, np.int16))
+    playout.play_slot(0.0)  # began before the audio was queued: silence
+    assert first.sent_samples == 0 and not playout.frames
+    playout.play_slot(0.02)
+    assert first.sent_samples == 960 and started == [0.02]
+    playout.pause()
+    playout.play_slot(0.04)
+    assert first.sent_samples == 960 and playout.is_playing
+    playout.resume()
+    second = playout.enqueue(np.full(960, 2000, np.int16))
+    playout.play_slot(0.06)  # the end of one chunk and the start of the next
+    assert first.done and first.finished_at == 0.06 and second.sent_samples == 420
+    assert started == [0.02, 0.06]
+    dropped = playout.clear()
+    assert dropped == [second] and second.cleared and not playout.is_playing
+    playout.play_slot(0.08)
+    assert [at for at, _ in playout.frames] == [0.02, 0.06]
+
+
+def test_turns_are_matched_by_when_the_speech_ended() -> None:
+    def old(i: int, end: float | None) -> OriginalTurn:
+        return OriginalTurn(index=i, user_text="", reply_text="", spoken_text="",
+                            interrupted=False, timings_ms={}, user_end_s=end)
+
+    def new(i: int, end: float) -> TimelineTurn:
+        return TimelineTurn(index=i, source="x", user_end_s=end)
+
+    rows = match_turns([old(0, 2.0), old(1, 9.0), old(2, 15.0)],
+                       [new(0, 2.3), new(1, 5.0), new(2, 15.5)])
+    assert [(m.original, m.replay) for m in rows] == [(0, 0), (None, 1), (1, None), (2, 2)]
+    # Without recording offsets: in order.
+    rows = match_turns([old(0, None), old(1, None)], [new(0, 2.0)])
+    assert [(m.original, m.replay) for m in rows] == [(0, 0), (1, None)]
+
+
+def fake_config() -> ConversationConfig:
+    return ConversationConfig(endpoint=EndpointConfig(min_speech_ms=96, end_silence_ms=200),
+                              system_prompt="test")
+
+
+def two_tones() -> AudioSource:
+    pcm = np.concatenate([silence(1.0), tone(0.6), silence(4.0), tone(0.6), silence(3.0)])
+    return AudioSource("tones", pcm, 16000)
+
+
+async def test_fast_mode_skips_idle_time_and_keeps_the_stage_timings() -> None:
+    user = two_tones()
+    backends = fake_backends(stt=FakeStt(delay_s=0.15), llm=FakeLlm(token_delay_s=0.01),
+                             tts=FakeTts(seconds_per_char=0.03))
+    started = time.monotonic()
+    fast = await replay_offline(backends, fake_config(), user, source="tones", fast=True)
+    wall = time.monotonic() - started
+    assert wall < user.duration_s / 2, wall
+    assert fast.duration_s >= user.duration_s  # the replay's own clock ran the whole call
+    assert [round(t.user_end_s or 0, 1) for t in fast.turns] == [1.6, 6.2]
+    for turn in fast.turns:
+        assert turn.user_text == "hello there" and not turn.interrupted
+        # STT took 150 ms of real time, and the replay clock says so.
+        assert 140 <= turn.timings_ms["stt_ms"] < 300, turn.timings_ms
+        assert turn.agent_start_s is not None and turn.agent_end_s is not None
+        assert turn.agent_end_s - turn.agent_start_s > 1.0  # the whole reply was played
+    assert len(fast.vad) == 2
+    assert fast.agent_audio is not None and fast.user_audio is not None
+    assert abs(len(fast.agent_audio) / 16000 - fast.duration_s) < 0.1
+
+
+async def test_real_time_mode_takes_the_recording_s_own_time() -> None:
+    user = AudioSource("tone", np.concatenate([silence(0.5), tone(0.6), silence(2.5)]), 16000)
+    started = time.monotonic()
+    timeline = await replay_offline(fake_backends(llm=FakeLlm(reply="Okay.")), fake_config(),
+                                    user, source="tone")
+    assert time.monotonic() - started >= user.duration_s
+    assert len(timeline.turns) == 1 and timeline.turns[0].spoken_text.strip() == "Okay."
+    assert timeline.options["fast"] is False
+
+
+async def test_talking_over_the_reply_interrupts_it_offline_too() -> None:
+    pcm = np.concatenate([silence(0.5), tone(0.6), silence(1.5), tone(0.8), silence(2.0)])
+    timeline = await replay_offline(
+        fake_backends(llm=FakeLlm(reply="A very long reply that goes on. " * 10),
+                      tts=FakeTts(seconds_per_char=0.05)),
+        fake_config(), AudioSource("barge", pcm, 16000), source="barge", fast=True)
+    first = timeline.turns[0]
+    assert first.interrupted and first.barge_in_reaction_ms is not None
+    assert first.agent_end_s is not None and first.agent_end_s < 3.0
+    # Paused after 96 ms of speech, cut at 200 ms (min_speech_ms 96 here): within a frame.
+    assert 0 < first.barge_in_reaction_ms < 200
+    assert 0 < len(first.spoken_text) < len(first.reply_text.strip())
+
+
+# ---- real models, calls recorded by a real server ----------------------------------
+
+
+async def recorded(server: LiveServer, call_id: str, timeout_s: float = 30.0) -> None:
+    store = server.state.store
+    assert store is not None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        call = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+            store.get_call(call_id), server.loop.loop))
+        if call is not None and call.recording_bytes > 0:
+            return
+        assert time.monotonic() < deadline, f"no recording saved for {call_id}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_a_recorded_call_replayed_by_id_compares_with_the_original(
+    live_server: LiveServer, real_backends: Backends, tmp_path: Path
+) -> None:
+    files = [encode(tmp_path / f"q{i}.wav", speak(text, 22050), 22050)
+             for i, text in enumerate(QUESTIONS)]
+    sources = [await asyncio.to_thread(load_audio, f, 48000) for f in files]
+    # A long gap: the replay keeps the recording's timing, so a slower pipeline (a busy
+    # machine) would otherwise still be answering when the next question comes.
+    call = await replay_webrtc(live_server.url, sources, WebrtcOptions(gap_s=4.0))
+    assert call.call_id is not None and [t.error for t in call.turns] == [None, None]
+    await recorded(live_server, call.call_id)
+
+    settings = live_server.state.settings
+    stored = await load_recorded_call(settings, call.call_id)
+    assert len(stored.original) == 2
+    started = time.monotonic()
+    timeline = await replay_offline(real_backends, conversation_config(settings), stored.user,
+                                    source=f"call {call.call_id}", fast=True,
+                                    original=stored.original)
+    wall = time.monotonic() - started
+    assert wall < stored.user.duration_s, (wall, stored.user.duration_s)
+    assert timeline.matches is not None and timeline.original is not None
+    assert [(m.original, m.replay) for m in timeline.matches] == [(0, 0), (1, 1)]
+    for turn, old, text in zip(timeline.turns, timeline.original, QUESTIONS, strict=True):
+        assert word_error_rate(text, turn.user_text) <= 0.3, turn.user_text
+        assert turn.spoken_text.strip() and not turn.interrupted
+        # The recording's offsets and the replay's clock put the speech at the same time.
+        assert old.user_end_s is not None and turn.user_end_s is not None
+        assert abs(turn.user_end_s - old.user_end_s) < 0.3, (turn.user_end_s, old.user_end_s)
+        assert set(old.timings_ms) <= set(turn.timings_ms)
+    text = render(timeline)
+    assert "original call vs. replay, side by side:" in text
+    assert "first audio sent (server v2v)" in text
+
+    # The same recording as a plain file, in real time: no originals, the same words.
+    track = Path(settings.storage.data_dir) / f"recordings/{call.call_id}/user.ogg"
+    user = await asyncio.to_thread(load_audio, track)
+    started = time.monotonic()
+    again = await replay_offline(real_backends, conversation_config(settings), user,
+                                 source=str(track))
+    assert time.monotonic() - started >= user.duration_s
+    assert again.original is None and again.matches is None
+    assert [t.user_text for t in again.turns] == [t.user_text for t in timeline.turns]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_cli_replays_a_stored_call_with_a_barge_in(
+    start_server: Callable[..., LiveServer], server_loop: object, tmp_path: Path
+) -> None:
+    server = start_server(
+        llm__system_prompt="You are a storyteller. Always answer with a long story of at "
+        "least ten sentences.",
+        llm__max_tokens=200,
+    )
+    ask = with_silence(speak("Tell me a story about a brave dragon."), 48000, 0.5, 0.0)
+    talk_over = speak("Stop, stop. Wait a moment please.")
+    ask_file = encode(tmp_path / "ask.flac", ask, 48000)
+    stop_file = encode(tmp_path / "stop.mp3", talk_over, 48000)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", AVATAR_LLM_TEMPERATURE="0",
+               AVATAR_LLM_SYSTEM_PROMPT=server.state.settings.llm.system_prompt,
+               AVATAR_LLM_MAX_TOKENS="200")
+
+    def replay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "avatar_rtc", "replay", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=280, env=env)
+
+    live = replay("webrtc", "--url", server.url, str(ask_file), "--barge-in", str(stop_file),
+                  "--barge-in-at", "3", "--out", str(tmp_path / "live"), "--quiet")
+    assert live.returncode == 0, live.stderr
+    call_id = json.loads((tmp_path / "live" / "timeline.json").read_text())["call_id"]
+    asyncio.run(recorded(server, call_id))
+
+    data_dir = server.state.settings.storage.data_dir
+    done = replay("offline", "--call-id", call_id, "--data-dir", data_dir, "--fast",
+                  "--out", str(tmp_path / "again"), "--report", "html")
+    assert done.returncode == 0, done.stderr
+    assert "original call vs. replay, side by side:" in done.stdout
+    timeline = json.loads((tmp_path / "again" / "timeline.json").read_text())
+    assert timeline["mode"] == "offline" and timeline["call_id"] == call_id
+    assert len(timeline["original"]) == 2 and timeline["original"][0]["interrupted"]
+    # The talk-over lands at the same moment of the recording, so the replay is cut too.
+    first = timeline["turns"][0]
+    assert first["interrupted"] and first["barge_in_reaction_ms"] < 1000
+    assert (tmp_path / "again" / "report.html").read_text().count("<svg") == 1
+

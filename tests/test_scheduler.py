@@ -1,0 +1,136 @@
+"""The shared model thread: urgent streams first, gated streams step aside."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from avatar_rtc.backends.scheduler import SharedWorker, urgent
+
+
+def _counter(name: str, n: int, log: list[str], delay_s: float = 0.002):
+    def produce(stop: threading.Event) -> Iterator[str]:
+        for i in range(n):
+            time.sleep(delay_s)
+            log.append(f"{name}{i}")
+            yield f"{name}{i}"
+
+    return produce
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 - the condition changes on another thread
+            await asyncio.sleep(0.001)
+
+
+async def _drain(worker: SharedWorker, produce, **kwargs) -> list[str]:  # type: ignore[no-untyped-def]
+    return [item async for item in worker.iterate(produce, **kwargs)]
+
+
+async def test_items_arrive_in_order_and_errors_propagate() -> None:
+    worker = SharedWorker("t")
+    try:
+        assert await _drain(worker, _counter("a", 3, [])) == ["a0", "a1", "a2"]
+
+        def broken(stop: threading.Event) -> Iterator[str]:
+            yield "x"
+            raise ValueError("model exploded")
+
+        with pytest.raises(ValueError, match="model exploded"):
+            await _drain(worker, broken)
+        assert await worker.run(lambda a, b: a + b, 2, 3) == 5
+    finally:
+        worker.close()
+
+
+async def test_a_new_stream_overtakes_a_long_one_until_it_is_no_longer_urgent() -> None:
+    worker = SharedWorker("t", urgent_items=3)
+    log: list[str] = []
+    try:
+        long = asyncio.create_task(_drain(worker, _counter("L", 40, log)))
+        await _until(lambda: len(log) >= 10)
+        new = asyncio.create_task(_drain(worker, _counter("N", 6, log)))
+        await asyncio.gather(long, new)
+    finally:
+        worker.close()
+    first_new = log.index("N0")
+    # N's first three items (its urgent phase) run back to back, before any more of L.
+    assert log[first_new : first_new + 3] == ["N0", "N1", "N2"]
+    # Then the older stream goes first again: replies keep their order.
+    assert log.index("N3") > log.index("L39")
+
+
+async def test_urgent_context_makes_a_whole_stream_urgent() -> None:
+    worker = SharedWorker("t")
+    log: list[str] = []
+    try:
+        long = asyncio.create_task(_drain(worker, _counter("L", 30, log)))
+        await _until(lambda: len(log) >= 5)
+        with urgent():
+            first = asyncio.create_task(_drain(worker, _counter("U", 5, log)))
+            await asyncio.sleep(0)  # the task copies the context at creation
+        await asyncio.gather(long, first)
+    finally:
+        worker.close()
+    start = log.index("U0")
+    assert log[start : start + 5] == ["U0", "U1", "U2", "U3", "U4"]
+    assert log.index("L29") > start + 4
+
+
+async def test_a_gated_stream_waits_without_blocking_the_others() -> None:
+    worker = SharedWorker("t")
+    gate_open = threading.Event()
+    log: list[str] = []
+    try:
+        gated = asyncio.create_task(
+            _drain(worker, _counter("G", 3, log), ready=gate_open.is_set))
+        other = await _drain(worker, _counter("O", 3, log))
+        assert other == ["O0", "O1", "O2"] and not any(x.startswith("G") for x in log)
+        gate_open.set()
+        assert await gated == ["G0", "G1", "G2"]
+    finally:
+        worker.close()
+
+
+async def test_leaving_early_stops_and_closes_the_generator_on_the_model_thread() -> None:
+    worker = SharedWorker("t")
+    closed_on: list[str] = []
+    produced: list[int] = []
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        try:
+            for i in range(1000):
+                time.sleep(0.002)
+                produced.append(i)
+                yield i
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    try:
+        async for item in worker.iterate(produce):
+            if item == 2:
+                break
+        await asyncio.sleep(0.1)
+        assert closed_on == ["avatar-t"]
+        assert len(produced) < 10  # generation stopped, not just ignored
+        # The thread serves the next stream.
+        assert await _drain(worker, _counter("n", 2, [])) == ["n0", "n1"]
+    finally:
+        worker.close()
+
+
+async def test_close_fails_queued_streams_instead_of_hanging() -> None:
+    worker = SharedWorker("t")
+    never = threading.Event()
+    waiting = asyncio.create_task(_drain(worker, _counter("w", 2, []), ready=never.is_set))
+    await asyncio.sleep(0.05)
+    worker.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(waiting, 2)
+    with pytest.raises(RuntimeError, match="closed"):
+        await _drain(worker, _counter("x", 1, []))
