@@ -89,6 +89,8 @@ def _build(settings: Settings) -> Backends:
             max_tokens=settings.llm.max_tokens,
             temperature=settings.llm.temperature,
             seed=settings.llm.seed,
+            # One KV cache per call in flight, so no call evicts another's.
+            max_contexts=settings.server.max_calls,
         )
     tts, status = build_tts(settings)
     admission = Admission(

@@ -4,7 +4,8 @@ A plain single-thread executor runs whole jobs in arrival order: with four calle
 a new question waits for every reply queued before it to be generated in full. Here
 the thread advances the streams one item (a token, a sentence of audio) at a time
 and always picks the most urgent ready one: a reply that has not reached its first
-audio goes before replies that are already playing and have seconds of audio queued.
+audio goes before replies that are already playing and have seconds of audio queued;
+those take turns.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ class _Stream:
     stop: threading.Event = field(default_factory=threading.Event)
     iterator: Iterator[Any] | None = None
     items: int = 0
+    last_step: int = -1
 
     def rank(self) -> tuple[int, int]:
-        # Urgent streams first, then the oldest stream (replies play in order).
-        still_urgent = self.urgent or self.items < self.urgent_items
-        return (0 if still_urgent else 1, self.seq)
+        # Urgent streams first, oldest first; the rest take turns (round robin), so a
+        # long reply never starves another call's next sentence.
+        if self.urgent or self.items < self.urgent_items:
+            return (0, self.seq)
+        return (1, self.last_step)
 
 
 class SharedWorker:
@@ -70,6 +74,7 @@ class SharedWorker:
         self._urgent_items = urgent_items
         self._streams: list[_Stream] = []
         self._seq = itertools.count()
+        self._steps = itertools.count()
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"avatar-{name}", daemon=True)
@@ -167,6 +172,7 @@ class SharedWorker:
             self._drop(stream, exc)
             return
         stream.items += 1
+        stream.last_step = next(self._steps)
         stream.deliver(item, None)
 
     def _drop(self, stream: _Stream, error: BaseException | None) -> None:

@@ -1,0 +1,89 @@
+"""The in-process llama.cpp backend with the packaged SmolLM2: one KV cache per
+conversation, and calls served token by token, most urgent first."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
+from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
+
+SYSTEM = ChatMessage("system", "You are a helpful assistant.")
+
+
+def _ask(question: str, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
+    return [SYSTEM, *(history or []), ChatMessage("user", question)]
+
+
+async def _reply(llm: LlamaCppLlm, messages: list[ChatMessage]) -> str:
+    return "".join([d async for d in llm.stream(messages)])
+
+
+@pytest.fixture
+async def llm():  # type: ignore[no-untyped-def]
+    model = LlamaCppLlm(max_tokens=24, temperature=0.0, max_contexts=2)
+    yield model
+    await model.aclose()
+
+
+async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
+    a1 = _ask("What is the capital of France?")
+    b1 = _ask("Name a large animal.")
+    reply_a = await _reply(llm, a1)
+    reply_b = await _reply(llm, b1)
+    # The second conversation got a context of its own instead of evicting the first.
+    assert len(llm._contexts) == 2
+    served_a = next(c for c in llm._contexts if c.served[:2] == [(m.role, m.content)
+                                                                   for m in a1])
+    # A's next turn goes back to the context that holds A.
+    a2 = _ask("And of Spain?", [a1[-1], ChatMessage("assistant", reply_a.strip())])
+    await _reply(llm, a2)
+    assert served_a.served[: len(a2)] == [(m.role, m.content) for m in a2]
+    assert reply_b
+
+
+async def test_a_new_question_does_not_wait_for_a_long_reply(llm: LlamaCppLlm) -> None:
+    long_llm = LlamaCppLlm(max_tokens=200, temperature=0.0, max_contexts=2)
+    try:
+        order: list[str] = []
+
+        async def run(name: str, messages: list[ChatMessage]) -> None:
+            async for _ in long_llm.stream(messages):
+                order.append(name)
+
+        story = asyncio.create_task(run("story", _ask("Tell me a very long story.")))
+        while len(order) < 5:  # noqa: ASYNC110 - tokens arrive from the model thread
+            await asyncio.sleep(0.01)
+        await run("question", _ask("Say yes."))
+        story_done = story.done()
+        await story
+    finally:
+        await long_llm.aclose()
+    # The question was answered while the story was still being told.
+    assert not story_done
+    first_q = order.index("question")
+    assert "story" in order[first_q:], order
+
+
+async def test_a_held_gate_pauses_only_its_own_reply(llm: LlamaCppLlm) -> None:
+    gate = CpuGate()
+    gate.hold()
+    held: list[str] = []
+
+    async def gated() -> None:
+        async for delta in llm.stream(_ask("Count to five."), gate):
+            held.append(delta)
+
+    task = asyncio.create_task(gated())
+    other = await _reply(llm, _ask("Say hello."))
+    assert other and not held  # served while the gated reply waited
+    gate.release()
+    await asyncio.wait_for(task, 30)
+    assert held
+
+
+async def test_a_missing_model_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BackendError, match="GGUF model not found"):
+        LlamaCppLlm(str(tmp_path / "nope.gguf"))
