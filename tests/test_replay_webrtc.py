@@ -126,7 +126,7 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     server = start_server(
         llm__system_prompt="You are a storyteller. Always answer with a long story of at "
         "least ten sentences.",
-        llm__max_tokens=200,
+        llm__max_tokens=80,  # a story of ~20 s
     )
     ask = encode(tmp_path / "ask.wav", speak("Tell me a story about a brave dragon."), 48000)
     stop = encode(tmp_path / "stop.ogg", speak("Stop, stop. Wait a moment please."), 48000)
@@ -143,7 +143,7 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     data = json.loads((out / "timeline.json").read_text())
     first, barge = data["turns"]
     assert first["interrupted"] and barge["role"] == "barge-in" and barge["error"] is None
-    assert 0 < first["barge_in_reaction_ms"] < 1000
+    assert 0 < first["barge_in_pause_ms"] <= first["barge_in_reaction_ms"] < 1500
     assert first["spoken_text"] and len(first["spoken_text"]) < len(first["reply_text"].strip())
     # The agent was talking when the barge-in began, and stopped after it.
     assert first["agent_start_s"] < barge["user_start_s"] < first["agent_end_s"]

@@ -8,7 +8,9 @@ measures on the client's clock:
 
   voice-to-voice = last voiced sample sent -> first audible agent frame received
   barge-in reaction = first voiced sample of talking over the agent sent ->
-                      agent audio stopped at the client
+                      the agent quiet for 200 ms at the client (and, reported beside
+                      it, -> the agent's audio ended for good: it may resume once
+                      after a pause if the VAD calls the first word a false start)
 
 Prints p50/p90 with the server's per-stage breakdown (from the data channel), server
 CPU and memory per call, and the change from the previous run with the same label;
@@ -46,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from avatar_rtc.replay.errors import ReplayError  # noqa: E402
 from avatar_rtc.replay.progress import Progress  # noqa: E402
 from avatar_rtc.replay.sources import AudioSource  # noqa: E402
 from avatar_rtc.replay.summary import percentile, summarize  # noqa: E402
@@ -161,7 +164,12 @@ async def run_caller(url: str, index: int, sources: list[AudioSource],
     await asyncio.sleep(index * 0.37)  # callers don't all speak in the same frame
     options = WebrtcOptions(gap_s=gap_s, barge_in=barge, barge_in_at_s=BARGE_AT_S,
                             barge_in_turn=-1)
-    return await replay_webrtc(url, sources, options, progress)
+    try:
+        return await replay_webrtc(url, sources, options, progress)
+    except ReplayError as exc:  # one refused or failed call must not end the others
+        print(f"bench: caller {index}: {exc}", file=sys.stderr)
+        return Timeline(mode="webrtc", source=url, started_at="",
+                        options={"error": str(exc)})
 
 
 async def bench(url: str, callers: int, sources: list[AudioSource], barge: AudioSource | None,
@@ -181,19 +189,27 @@ def summarize_runs(timelines: list[Timeline]) -> dict[str, Any]:
     """The fixed questions' figures (the story told for the barge-in is not one of them)."""
     asked = set(UTTERANCES)
     turns = [t for tl in timelines for t in tl.turns if t.role == "turn" and t.source in asked]
+    failed = [f"call failed: {tl.options['error']}" for tl in timelines if "error" in tl.options]
     figures = summarize(turns)
     reactions = [t.barge_in_reaction_ms for tl in timelines for t in tl.turns
                  if t.barge_in_reaction_ms is not None]
+    pauses = [t.barge_in_pause_ms for tl in timelines for t in tl.turns
+              if t.barge_in_pause_ms is not None]
     v2v = figures["voice_to_voice_ms"]
     return {
         "turns": len(turns),
         "answered": v2v["n"],
-        "errors": [f"{t.source}: {t.error}" for tl in timelines for t in tl.turns if t.error],
+        "errors": failed + [f"{t.source}: {t.error}" for tl in timelines for t in tl.turns
+                            if t.error],
         "voice_to_voice_ms": {k: v2v[k] for k in ("p50", "p90", "min", "max")},
         "server_stages_ms": {k: {"p50": v["p50"], "p90": v["p90"]}
                              for k, v in figures["server_stages_ms"].items()},
-        "barge_in_reaction_ms": {"p50": percentile(reactions, 50),
-                                 "p90": percentile(reactions, 90), "n": len(reactions)},
+        # Onset -> the agent's first 200 ms of quiet (what earlier runs called the
+        # reaction), and -> its audio ending for good (it may resume after a pause).
+        "barge_in_reaction_ms": {"p50": percentile(pauses, 50),
+                                 "p90": percentile(pauses, 90), "n": len(pauses)},
+        "barge_in_stop_ms": {"p50": percentile(reactions, 50),
+                             "p90": percentile(reactions, 90), "n": len(reactions)},
     }
 
 
@@ -206,10 +222,12 @@ def print_report(label: str, summary: dict[str, Any], extra: dict[str, Any]) -> 
     print(f"\n== {label}: {summary['answered']}/{summary['turns']} turns answered")
     print(f"voice-to-voice (client clock)   p50 {fmt(v['p50'])} ms   p90 {fmt(v['p90'])} ms"
           f"   min {fmt(v['min'])}   max {fmt(v['max'])}")
-    b = summary["barge_in_reaction_ms"]
+    b, stop = summary["barge_in_reaction_ms"], summary["barge_in_stop_ms"]
     if b["n"]:
-        print(f"barge-in reaction               p50 {fmt(b['p50'])} ms   p90 {fmt(b['p90'])} ms"
+        print(f"barge-in reaction (quiet)       p50 {fmt(b['p50'])} ms   p90 {fmt(b['p90'])} ms"
               f"   (n={b['n']})")
+        print(f"barge-in: agent audio stopped   p50 {fmt(stop['p50'])} ms   "
+              f"p90 {fmt(stop['p90'])} ms")
     print("server stages, ms after end of user speech (stt_ms is a duration):")
     for key, value in summary["server_stages_ms"].items():
         print(f"  {key:22s} p50 {fmt(value['p50'])}   p90 {fmt(value['p90'])}")
@@ -240,6 +258,7 @@ def history_line(stamp: str, label: str, runs: list[dict[str, Any]]) -> dict[str
             "v2v_p50": r["summary"]["voice_to_voice_ms"]["p50"],
             "v2v_p90": r["summary"]["voice_to_voice_ms"]["p90"],
             "barge_in_p50": r["summary"]["barge_in_reaction_ms"]["p50"],
+            "barge_in_stop_p50": r["summary"]["barge_in_stop_ms"]["p50"],
             "cpu_core_per_call": r["resources"].get("server_cpu_core_per_call"),
         } for r in runs},
     }
@@ -259,7 +278,7 @@ def print_trend(line: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
         if not before:
             continue
         last = before[-1]
-        for metric in ("v2v_p50", "v2v_p90", "barge_in_p50"):
+        for metric in ("v2v_p50", "v2v_p90", "barge_in_p50", "barge_in_stop_p50"):
             new, old = now.get(metric), last.get(metric)
             best = min((b[metric] for b in before if b.get(metric) is not None), default=None)
             if new is None or old is None:

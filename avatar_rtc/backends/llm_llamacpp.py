@@ -9,6 +9,7 @@ thread interleaves the calls token by token, most urgent reply first (see schedu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -57,6 +58,11 @@ def _shared_prefix(a: Conversation, b: Conversation) -> int:
     return count
 
 
+async def _drain(stream: AsyncIterator[str]) -> None:
+    async for _ in stream:
+        pass
+
+
 class LlamaCppLlm:
     def __init__(
         self,
@@ -75,11 +81,13 @@ class LlamaCppLlm:
             raise BackendError("llm", f"GGUF model not found: {path}")
         self._path = path
         self._params: dict[str, Any] = {"n_ctx": n_ctx, "n_threads": n_threads,
-                        "n_threads_batch": n_batch_threads, "seed": seed}
-        self._max_contexts = max(1, max_contexts)
+                                        "n_threads_batch": n_batch_threads, "seed": seed}
         started = time.perf_counter()
-        self._contexts = [_Context(self._load())]
-        log.info("llama.cpp %s loaded in %.2fs", path.name, time.perf_counter() - started)
+        # All contexts up front: a context made mid-call would cost that call its load
+        # and a cold prompt. The weights are memory-mapped once and shared.
+        self._contexts = [_Context(self._load()) for _ in range(max(1, max_contexts))]
+        log.info("llama.cpp %s loaded in %.2fs (%d contexts)", path.name,
+                 time.perf_counter() - started, len(self._contexts))
         self.name = f"llama.cpp {path.stem}"
         self._max_tokens = max_tokens
         self._temperature = temperature
@@ -97,28 +105,25 @@ class LlamaCppLlm:
     # -- contexts: touched only on the model thread --------------------------------
 
     def _can_start(self) -> bool:
-        return len(self._contexts) < self._max_contexts or any(
-            not c.busy for c in self._contexts
-        )
+        return any(not c.busy for c in self._contexts)
 
     def _acquire(self, conversation: Conversation) -> _Context:
-        """The idle context whose cache shares most with this conversation; a new one
-        rather than evicting another conversation's cache while the pool may grow."""
-        idle = [c for c in self._contexts if not c.busy]
-        best = max(idle, key=lambda c: (_shared_prefix(c.served, conversation), -c.last_used),
-                   default=None)
-        if best is None or (
-            _shared_prefix(best.served, conversation) <= 1 and best.served
-            and len(self._contexts) < self._max_contexts
-        ):
-            best = _Context(self._load())
-            self._contexts.append(best)
+        """The idle context whose cache shares most with this conversation; among
+        equals the least recently used, which is least likely another live call's."""
+        def score(context: _Context) -> tuple[int, float]:
+            shared = _shared_prefix(context.served, conversation)
+            # Every call shares the system prompt: only more than that marks this call.
+            return (shared if shared > 1 else 0, -context.last_used)
+
+        best = max((c for c in self._contexts if not c.busy), key=score)
         best.busy = True
         return best
 
-    def _generate(self, messages: list[ChatMessage], stop: threading.Event) -> Iterator[str]:
+    def _generate(self, messages: list[ChatMessage], stop: threading.Event,
+                  slot: list[_Context]) -> Iterator[str]:
         conversation: Conversation = [(m.role, m.content) for m in messages]
         context = self._acquire(conversation)
+        slot.append(context)
         reply = ""
         try:
             payload: Any = [{"role": role, "content": text} for role, text in conversation]
@@ -144,23 +149,21 @@ class LlamaCppLlm:
             context.busy = False
             context.last_used = time.monotonic()
 
-    def _ready(self, gate: CpuGate | None) -> Callable[[], bool]:
-        """Steps aside while the turn's gate is held (never past CpuGate.MAX_WAIT_S),
-        and until a context is free."""
-        state = {"started": False, "held_since": 0.0}
+    def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
+        """Waits for a free context, then steps aside while the turn's gate is held
+        (never longer than CpuGate.MAX_WAIT_S)."""
+        held_since = 0.0
 
         def ready() -> bool:
-            if not state["started"]:
-                if not self._can_start():
-                    return False
-                state["started"] = True
+            nonlocal held_since
+            if not slot and not self._can_start():
+                return False
             if gate is None or not gate.held:
-                state["held_since"] = 0.0
+                held_since = 0.0
                 return True
             now = time.monotonic()
-            if not state["held_since"]:
-                state["held_since"] = now
-            return now - state["held_since"] > CpuGate.MAX_WAIT_S
+            held_since = held_since or now
+            return now - held_since > CpuGate.MAX_WAIT_S
 
         return ready
 
@@ -168,8 +171,9 @@ class LlamaCppLlm:
         self, messages: list[ChatMessage], gate: CpuGate | None = None
     ) -> AsyncIterator[str]:
         try:
+            slot: list[_Context] = []  # the context, once the model thread picked one
             async for delta in self._worker.iterate(
-                lambda stop: self._generate(messages, stop), ready=self._ready(gate)
+                lambda stop: self._generate(messages, stop, slot), ready=self._ready(gate, slot)
             ):
                 yield delta
         except BackendError:
@@ -178,11 +182,13 @@ class LlamaCppLlm:
             raise BackendError("llm", str(exc)) from exc
 
     async def warmup(self, system_prompt: str = "") -> None:
+        """Runs a first reply in every context, so each holds the system prompt."""
         messages = [ChatMessage("user", "Hello")]
         if system_prompt:
             messages.insert(0, ChatMessage("system", system_prompt))
-        async for _ in self.stream(messages):
-            pass
+        replies = [self.stream(messages) for _ in self._contexts]
+        # Concurrent streams each take an idle context: every context gets primed.
+        await asyncio.gather(*(_drain(reply) for reply in replies))
 
     async def aclose(self) -> None:
         self._worker.close()

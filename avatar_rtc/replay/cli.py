@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     webrtc.add_argument("--timeout", type=_positive, default=60.0,
                         help="seconds to wait for a reply to start, or for a quiet "
                         "agent to end its turn (default 60)")
+    webrtc.add_argument("--jitter-frames", type=int, default=4, metavar="N",
+                        help="frames this client's jitter buffer holds before playing "
+                        "(default 4, aiortc's own; 1 measures closer to the wire)")
     webrtc.add_argument("--ice-host-addresses", metavar="LIST",
                         help="host addresses this client offers (default: 127.0.0.1 when "
                         "the server is on loopback, otherwise aioice's choice)")
@@ -162,6 +165,7 @@ def _speech(source: AudioSource, what: str) -> AudioSource:
 
 def _run_webrtc(args: argparse.Namespace) -> int:
     from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
+    from media.latency import set_audio_prefetch
     from signaling.ice import restrict_host_addresses
 
     setup_logging("INFO" if args.verbose else "WARNING")
@@ -172,6 +176,9 @@ def _run_webrtc(args: argparse.Namespace) -> int:
     if barge is not None and not -len(sources) <= args.barge_in_turn < len(sources):
         raise ReplayError(f"--barge-in-turn {args.barge_in_turn} is out of range for "
                           f"{len(sources)} file(s)")
+    if not 1 <= args.jitter_frames <= 16:
+        raise ReplayError(f"--jitter-frames {args.jitter_frames}: must be 1-16")
+    set_audio_prefetch(args.jitter_frames)
     if args.ice_host_addresses is not None:
         restrict_host_addresses([a.strip() for a in args.ice_host_addresses.split(",")
                                  if a.strip()])
@@ -179,7 +186,8 @@ def _run_webrtc(args: argparse.Namespace) -> int:
         restrict_host_addresses(["127.0.0.1"])  # aioice never offers loopback by itself
     options = WebrtcOptions(gap_s=args.gap, lead_s=args.lead, barge_in=barge,
                             barge_in_at_s=args.barge_in_at, barge_in_turn=args.barge_in_turn,
-                            voice=args.voice, reply_timeout_s=args.timeout)
+                            voice=args.voice, reply_timeout_s=args.timeout,
+                            jitter_frames=args.jitter_frames)
     progress = Progress(len(sources) + (1 if barge else 0), "replay", enabled=not args.quiet)
     progress.update(0, f"calling {url}")
     try:

@@ -42,6 +42,7 @@ from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.endpointing import FRAME_SAMPLES, SAMPLE_RATE
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.replay.errors import ReplayError
+from avatar_rtc.replay.measure import first_quiet, last_audible_end
 from avatar_rtc.replay.progress import ProgressSink
 from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.timeline import (
@@ -440,8 +441,8 @@ def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, di
         return None if lo >= hi else round(float(voiced[lo]) / SAMPLE_RATE, 4)
 
     def last_audible(begin: float, end: float) -> float | None:
-        inside = [a for a in audible if begin <= a < end]
-        return round(inside[-1] + OUT_FRAME_S, 4) if inside else None
+        stop = last_audible_end(audible, begin, end, OUT_FRAME_S)
+        return None if stop is None else round(stop, 4)
 
     turns = sorted(finished, key=lambda t: t.speech_end_at)
     for i, turn in enumerate(turns):
@@ -469,7 +470,9 @@ def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, di
                     else onset(item.agent_start_s, window_end))
             if talk is not None:
                 stop = last_audible(talk, window_end) or talk
+                pause = first_quiet(audible, talk, window_end, OUT_FRAME_S)
                 item.barge_in_reaction_ms = round((stop - talk) * 1000, 1)
+                item.barge_in_pause_ms = round((pause - talk) * 1000, 1)
     open_segment: VadSegment | None = None
     for at, event in events:
         if event.get("type") != "vad":

@@ -87,7 +87,7 @@ def figure(timeline: Timeline) -> Figure:
                           arrowprops={"arrowstyle": "->", "color": "red", "lw": 0.8})
             wave.text(onset, -1.13, f"barge-in {turn.barge_in_reaction_ms:.0f} ms",
                       fontsize=7, color="red", va="top")
-    wave.legend(loc="upper right", fontsize=7, ncols=3)
+    fig.legend(loc="outside upper right", fontsize=7, ncols=3)
     rows = [label for label, _, _ in BARS]
     for turn in turns:
         if turn.user_end_s is None:

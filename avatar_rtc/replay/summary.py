@@ -37,10 +37,15 @@ def summarize(turns: Iterable[TimelineTurn]) -> dict[str, Any]:
     turns = list(turns)
     v2v = [t.voice_to_voice_ms for t in turns if t.voice_to_voice_ms is not None]
     reactions = [t.barge_in_reaction_ms for t in turns if t.barge_in_reaction_ms is not None]
+    pauses = [t.barge_in_pause_ms for t in turns if t.barge_in_pause_ms is not None]
     stages: dict[str, list[float]] = {}
     for turn in turns:
         for key, value in turn.timings_ms.items():
             stages.setdefault(key, []).append(value)
+    # What the server's own voice-to-voice leaves out: the WebRTC path both ways, and the
+    # time its VAD takes to hear that the speech ended.
+    gap = [t.voice_to_voice_ms - t.timings_ms["first_audio_sent_ms"] for t in turns
+           if t.voice_to_voice_ms is not None and "first_audio_sent_ms" in t.timings_ms]
     order = list(STAGE_LABELS)
     return {
         "turns": len(turns),
@@ -48,7 +53,9 @@ def summarize(turns: Iterable[TimelineTurn]) -> dict[str, Any]:
         "interrupted": sum(1 for t in turns if t.interrupted),
         "errors": sum(1 for t in turns if t.error),
         "voice_to_voice_ms": spread(v2v),
+        "client_minus_server_ms": spread(gap),
         "barge_in_reaction_ms": spread(reactions),
+        "barge_in_pause_ms": spread(pauses),
         "server_stages_ms": {
             k: spread(stages[k])
             for k in sorted(stages, key=lambda k: order.index(k) if k in order else 99)
@@ -82,6 +89,8 @@ def render(timeline: Timeline) -> str:
             head += f"  server {turn.timings_ms['first_audio_sent_ms']:.0f} ms"
         if turn.barge_in_reaction_ms is not None:
             head += f"  barge-in reaction {turn.barge_in_reaction_ms:.0f} ms"
+            if turn.barge_in_pause_ms is not None:
+                head += f" (first quiet at {turn.barge_in_pause_ms:.0f})"
         if turn.interrupted:
             head += "  [interrupted]"
         lines.append(head)
@@ -104,10 +113,18 @@ def figure_lines(figures: dict[str, Any]) -> list[str]:
         lines.append(f"voice-to-voice (client clock)  p50 {_ms(v['p50']):>6} ms  "
                      f"p90 {_ms(v['p90']):>6} ms  min {_ms(v['min'])}  max {_ms(v['max'])}"
                      f"  (n={v['n']})")
+    g = figures["client_minus_server_ms"]
+    if g["n"]:
+        lines.append(f"  minus the server's own        p50 {_ms(g['p50']):>6} ms  "
+                     f"p90 {_ms(g['p90']):>6} ms  (transport + VAD end detection)")
     b = figures["barge_in_reaction_ms"]
     if b["n"]:
-        lines.append(f"barge-in reaction              p50 {_ms(b['p50']):>6} ms  "
+        lines.append(f"barge-in reaction (stopped)    p50 {_ms(b['p50']):>6} ms  "
                      f"p90 {_ms(b['p90']):>6} ms  (n={b['n']})")
+    q = figures["barge_in_pause_ms"]
+    if q["n"]:
+        lines.append(f"  first quiet 200 ms           p50 {_ms(q['p50']):>6} ms  "
+                     f"p90 {_ms(q['p90']):>6} ms")
     if figures["server_stages_ms"]:
         lines.append("server stages, ms after the end of user speech (STT is a duration):")
         for key, value in figures["server_stages_ms"].items():

@@ -46,8 +46,11 @@ class TimelineTurn:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Client side, WebRTC mode only: end of user speech sent -> first agent audio received.
     voice_to_voice_ms: float | None = None
-    # On the turn the user talked over: user speech onset -> agent audio stopped.
+    # On the turn the user talked over, from the onset of the user's speech: to the end
+    # of the reply's audio (it stopped for good), and to its first 200 ms pause (it may
+    # resume after a pause if the speech turns out too short to count).
     barge_in_reaction_ms: float | None = None
+    barge_in_pause_ms: float | None = None
     error: str | None = None
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from avatar_rtc.caller import AUDIBLE_PEAK, Caller, CallerError, Utterance
 from avatar_rtc.replay.errors import CALL_FAILED, ReplayError
+from avatar_rtc.replay.measure import first_quiet, last_audible_end
 from avatar_rtc.replay.progress import ProgressSink
 from avatar_rtc.replay.sources import AudioSource
 from avatar_rtc.replay.timeline import AUDIO_RATE, Timeline, TimelineTurn, VadSegment, place
@@ -42,6 +43,7 @@ class WebrtcOptions:
     barge_in_turn: int = -1  # whose reply is talked over: index into the files (-1: last)
     voice: str | None = None  # the offer's "voice"
     reply_timeout_s: float = 60.0  # for a reply to start; then, of agent silence
+    jitter_frames: int | None = None  # the client's receive buffer, for the record only
     connect_timeout_s: float = 20.0
 
 
@@ -84,7 +86,8 @@ async def replay_webrtc(url: str, sources: list[AudioSource],
         options={"gap_s": options.gap_s, "lead_s": options.lead_s, "voice": options.voice,
                  "barge_in": options.barge_in.name if options.barge_in else None,
                  "barge_in_at_s": options.barge_in_at_s if options.barge_in else None,
-                 "barge_in_turn": options.barge_in_turn if options.barge_in else None},
+                 "barge_in_turn": options.barge_in_turn if options.barge_in else None,
+                 "jitter_frames": options.jitter_frames},
         backends={str(k): str(v) for k, v in (health.get("backends") or {}).items()},
     )
     caller = Caller(url, voice=options.voice)
@@ -200,8 +203,14 @@ class _Run:
             await asyncio.sleep(delay)
         barge_turn = self.new_turn(source.name, "barge-in")
         over = self.caller.say(source.pcm, source.rate)
-        await over.voiced.wait()
-        assert over.speech_start_at is not None
+        voiced = asyncio.ensure_future(over.voiced.wait())
+        done = asyncio.ensure_future(over.done.wait())
+        await asyncio.wait([voiced, done], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (voiced, done):
+            waiter.cancel()
+        if over.speech_start_at is None:
+            barge_turn.error = "no audible speech in the barge-in file"
+            return barge_turn, over
         onset = over.speech_start_at
         # A reply may pause between clauses; it is over only once its turn ended.
         if any(event.get("type") == "turn_end" and heard <= at <= onset
@@ -252,35 +261,31 @@ class _Run:
                 if time.monotonic() - last > self.options.reply_timeout_s:
                     raise
 
-    def _stopped_after(self, start: float, end: float) -> float | None:
-        """The end of the last audible frame received in [start, end)."""
-        last = None
-        for frame in self.caller.frames:
-            if start <= frame.at < end and frame.peak >= AUDIBLE_PEAK:
-                last = frame.at
-        return None if last is None else last + FRAME_S
-
     def finish(self) -> None:
         """Fills what only the whole call shows: reply ends, barge-in reactions, VAD."""
         caller, timeline = self.caller, self.timeline
         end_of_call = time.monotonic()
         timeline.duration_s = round(end_of_call - self.t0, 3)
         turns = timeline.turns
+        audible = [f.at for f in caller.frames if f.peak >= AUDIBLE_PEAK]
         for i, turn in enumerate(turns):
             if turn.agent_start_s is None:
                 continue
             later = [t.agent_start_s for t in turns[i + 1:] if t.agent_start_s is not None]
             # Up to the next reply's first frame, not including it (times are rounded).
             window_end = self.t0 + later[0] - FRAME_S / 2 if later else end_of_call
-            stopped = self._stopped_after(self.t0 + turn.agent_start_s, window_end)
+            stopped = last_audible_end(audible, self.t0 + turn.agent_start_s, window_end,
+                                       FRAME_S)
             turn.agent_end_s = self.rel(stopped)
             barge = turns[i + 1] if i + 1 < len(turns) else None
             if (barge is not None and barge.role == "barge-in" and not barge.error
                     and barge.user_start_s is not None):
                 onset = self.t0 + barge.user_start_s
                 # Only the reply's tail counts: frames before the barge-in reply begins.
-                stop = self._stopped_after(onset, window_end)
-                turn.barge_in_reaction_ms = round(((stop or onset) - onset) * 1000, 1)
+                stop = last_audible_end(audible, onset, window_end, FRAME_S) or onset
+                pause = first_quiet(audible, onset, window_end, FRAME_S)
+                turn.barge_in_reaction_ms = round((stop - onset) * 1000, 1)
+                turn.barge_in_pause_ms = round((pause - onset) * 1000, 1)
         open_segment: VadSegment | None = None
         for at, event in caller.events:
             if event.get("type") != "vad":
