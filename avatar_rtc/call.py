@@ -109,7 +109,9 @@ class Call:
         message = json.dumps(event, ensure_ascii=False)
         channel = self._channel
         if channel is not None and channel.readyState == "open":
-            channel.send(message)
+            # Once the peer is gone, a send would only fail later in aiortc's SCTP task.
+            if self.peer.pc.connectionState == "connected":
+                channel.send(message)
         elif len(self._early_events) < _MAX_EARLY_EVENTS:
             self._early_events.append(message)
 
