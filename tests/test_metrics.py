@@ -8,46 +8,27 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc.app import STATE
 from avatar_rtc.caller import Caller
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.logs import setup_logging
 from avatar_rtc.metrics import STAGES, Metrics, error_stage
-from avatar_rtc.settings import Settings
-from tests.conftest import make_settings
-from tests.fakes import FakeLlm, FakeTts, fake_backends, tone
+from tests.fake_server import ClientFactory, base_url, settings_for, start
+from tests.fakes import FakeLlm, FakeTts, tone
 
 pytestmark = pytest.mark.timeout(120)
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
-def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    settings = make_settings(tmp_path, **overrides)
-    settings.vad.min_speech_ms = 96
-    settings.vad.end_silence_ms = 200
-    return settings
 
 
-async def start(aiohttp_client: ClientFactory, settings: Settings,
-                **backends: object) -> tuple[TestClient[Any, Any], web.Application]:
-    app = create_app(settings, backends=fake_backends(**backends))
-    client = await aiohttp_client(app)
-    await asyncio.wait_for(app[STATE].ready.wait(), 10)
-    return client, app
 
 
-def url_of(client: TestClient[Any, Any]) -> str:
-    return str(client.make_url("")).rstrip("/")
 
 
 def value(text: str, name: str, labels: str = "") -> float | None:
@@ -131,7 +112,7 @@ async def test_a_real_call_counts_and_times_its_turns_like_the_data_channel(
 ) -> None:
     client, app = await start(aiohttp_client, settings_for(tmp_path),
                               llm=FakeLlm(reply="Hello there. How can I help?"))
-    async with Caller(url_of(client)) as caller:
+    async with Caller(base_url(client)) as caller:
         during = value(await (await client.get("/metrics")).text(), "avatar_active_calls")
         for _ in range(2):
             said = caller.say(question(), 48000)
@@ -162,7 +143,7 @@ async def test_interruptions_and_failed_stages_are_counted(
     client, _ = await start(aiohttp_client, settings_for(tmp_path),
                             llm=FakeLlm(reply="A very long reply that goes on. " * 20),
                             tts=FakeTts(seconds_per_char=0.05))
-    async with Caller(url_of(client)) as caller:
+    async with Caller(base_url(client)) as caller:
         said = caller.say(question(), 48000)
         await said.done.wait()
         await caller.wait_event("agent_text", timeout_s=10)
@@ -173,7 +154,7 @@ async def test_interruptions_and_failed_stages_are_counted(
 
     failing, _ = await start(aiohttp_client, settings_for(tmp_path / "f"),
                              llm=FakeLlm(fail=True))
-    async with Caller(url_of(failing)) as caller:
+    async with Caller(base_url(failing)) as caller:
         said = caller.say(question(), 48000)
         await said.done.wait()
         await caller.wait_event("error", timeout_s=10)
@@ -191,7 +172,7 @@ async def test_json_logs_carry_the_call_id_and_one_line_per_turn(
     saved = root.handlers[:], root.level
     setup_logging("INFO", as_json=True)
     try:
-        async with Caller(url_of(client)) as caller:
+        async with Caller(base_url(client)) as caller:
             said = caller.say(question(), 48000)
             await said.done.wait()
             timings = await caller.wait_event("timings", timeout_s=10)

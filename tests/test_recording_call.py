@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from aiohttp.test_utils import TestClient
 
 from avatar_rtc.app import STATE, create_app
 from avatar_rtc.caller import Caller
 from avatar_rtc.storage import CallRecord, Store, TurnRecord, default_url
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer
+from tests.fake_server import ClientFactory, base_url, settings_for
 from tests.fakes import FakeLlm, FakeTts, fake_backends, tone
 from tests.speech import speak, with_silence
 from tests.test_recorder import decode, envelope
 
 pytestmark = pytest.mark.timeout(180)
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 QUESTION = "What is the capital of France?"
 LOUD = 0.02  # RMS over 20 ms: -34 dBFS; Opus noise on silence stays far below it
 
@@ -130,15 +127,8 @@ async def test_a_real_call_records_both_sides_on_one_timeline(live_server: LiveS
     assert rms(agent, rate_a, 0, turn.agent_audio_start_ms - 100) < 0.005
 
 
-def settings_for(tmp_path: Path, **overrides: Any) -> Any:
-    settings = make_settings(tmp_path, **overrides)
-    settings.vad.min_speech_ms = 96
-    settings.vad.end_silence_ms = 200
-    return settings
 
 
-def base_url(client: TestClient[Any, Any]) -> str:
-    return str(client.make_url("")).rstrip("/")
 
 
 async def test_a_peer_vanishing_mid_reply_leaves_finalized_files_cut_where_it_went(

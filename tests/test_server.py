@@ -5,44 +5,25 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from aiortc import RTCPeerConnection
 
 from avatar_rtc.app import STATE, create_app
 from avatar_rtc.caller import Caller, CallerError
-from avatar_rtc.settings import Settings
-from tests.conftest import make_settings
-from tests.fakes import FakeLlm, FakeTts, fake_backends, tone
+from tests.fake_server import ClientFactory, base_url, settings_for, start
+from tests.fakes import FakeLlm, FakeTts, tone
 
 pytestmark = pytest.mark.timeout(120)
 
-ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
-def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    settings = make_settings(tmp_path, **overrides)
-    settings.vad.min_speech_ms = 96
-    settings.vad.end_silence_ms = 200
-    return settings
 
 
-async def start(aiohttp_client: ClientFactory, settings: Settings,
-                **backends: object) -> tuple[TestClient[Any, Any], web.Application]:
-    app = create_app(settings, backends=fake_backends(**backends))
-    client = await aiohttp_client(app)
-    await asyncio.wait_for(app[STATE].ready.wait(), 10)
-    return client, app
 
 
-def base_url(client: TestClient[Any, Any]) -> str:
-    return str(client.make_url("")).rstrip("/")
 
 
 async def real_offer_sdp() -> tuple[RTCPeerConnection, str]:
