@@ -74,6 +74,7 @@ class FakeLlm:
     token_delay_s: float = 0.005
     fail: bool = False
     requests: list[list[ChatMessage]] = field(default_factory=list)
+    prefills: list[list[ChatMessage]] = field(default_factory=list)
     cancelled: int = 0
     completed: int = 0
     held_waits: int = 0  # times generation waited for the first chunk's TTS
@@ -110,6 +111,9 @@ class FakeLlm:
             producer.cancel()
             if not finished:
                 self.cancelled += 1
+
+    async def prefill(self, context: list[ChatMessage]) -> None:
+        self.prefills.append(list(context))
 
     async def warmup(self, system_prompt: str = "") -> None:
         pass

@@ -170,6 +170,22 @@ async def test_barge_in_stops_audio_within_a_frame_and_keeps_only_heard_text() -
         assert assistant.content.endswith(INTERRUPTED_MARK)
         assert assistant.content.startswith(end["spoken_text"])
         assert h.turns[0].interrupted and not h.turns[1].interrupted
+        # While the user talked over the reply, the LLM got the conversation up to
+        # their next words, with the cut reply, to evaluate ahead of the turn.
+        assert llm.prefills[-1] == llm.requests[1][:-1]
+
+
+async def test_the_llm_prefills_the_conversation_when_the_user_starts_speaking() -> None:
+    llm = FakeLlm(reply="Hello there.")
+    async with harness(llm=llm) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("turn_end")
+        assert [[m.content for m in p] for p in llm.prefills] == [["Be brief."]]
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("turn_end", 2)
+        assert len(llm.prefills) == 2
+        assert llm.prefills[1] == llm.requests[1][:-1]  # everything but the new words
+        assert llm.prefills[1][-1].content == "Hello there."
 
 
 async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:

@@ -89,3 +89,49 @@ async def test_a_held_gate_pauses_only_its_own_reply(llm: LlamaCppLlm) -> None:
 async def test_a_missing_model_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(BackendError, match="GGUF model not found"):
         LlamaCppLlm(str(tmp_path / "nope.gguf"))
+
+
+def _count_evaluated(llm: LlamaCppLlm) -> list[int]:
+    """Records how many tokens each llama.cpp eval call of every context takes."""
+    counts: list[int] = []
+    for context in llm._contexts:
+        original = context.llama.eval
+
+        def counting(tokens, original=original):  # type: ignore[no-untyped-def]
+            counts.append(len(tokens))
+            return original(tokens)
+
+        context.llama.eval = counting
+    return counts
+
+
+async def test_prefill_leaves_only_the_users_words_for_the_turn(llm: LlamaCppLlm) -> None:
+    first = _ask("What is the capital of France?")
+    reply = (await _reply(llm, first)).strip()
+    context = [*first, ChatMessage("assistant", reply)]
+    question = "And what is the capital of Spain?"
+    tail = f"{question}<|im_end|>\n<|im_start|>assistant\n"  # SmolLM2's ChatML
+    turn_tokens = len(llm._contexts[0].llama.tokenize(tail.encode(), add_bos=False,
+                                                      special=True))
+    counts = _count_evaluated(llm)
+
+    await llm.prefill(context)  # while the user speaks
+    prefilled = sum(counts)
+    counts.clear()
+    second = await _reply(llm, [*context, ChatMessage("user", question)])
+
+    # The prefill evaluated the end of the reply and the user header; the turn itself
+    # evaluates only the user's words and the assistant header, then one token at a time.
+    assert prefilled >= 4
+    assert counts[0] == turn_tokens, counts
+    assert second
+
+
+async def test_a_prefill_that_is_no_longer_needed_is_dropped(llm: LlamaCppLlm) -> None:
+    counts = _count_evaluated(llm)
+    task = asyncio.create_task(llm.prefill(_ask("Hello")[:-1]))
+    task.cancel()  # the user's turn started before the model thread got to it
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    assert counts == []

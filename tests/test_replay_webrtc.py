@@ -63,6 +63,7 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
     server_turns = {t.index: t for t in conversation.finished_turns}
     assert timeline.clock_origin is not None
     transports: list[float] = []
+    gaps: list[float] = []
     for turn, text in zip(timeline.turns, QUESTIONS.values(), strict=True):
         assert turn.error is None, turn
         assert word_error_rate(text, turn.user_text) <= 0.3, turn.user_text
@@ -78,20 +79,23 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
         client_end = timeline.clock_origin + turn.user_end_s
         client_first = timeline.clock_origin + turn.agent_start_s
         server_first = heard_by_server.marks["first_audio_sent"]
-        # The server's clock starts once its VAD has heard silence after the speech:
-        # the inbound jitter buffer (one 20 ms frame), then the last speech frame, a
-        # frame between the thresholds and a silent 32 ms frame (64-95 ms on Piper).
+        # The server dates the end of speech to the arrival of the last voiced sample,
+        # the client to its departure: they differ by the way in (Opus, loopback, a
+        # 20 ms jitter buffer) give or take where each side finds the "last" sample.
         detection = heard_by_server.speech_end_at - client_end
         # The first frame sent -> received: pacing, Opus, loopback, the jitter buffer.
         transport = client_first - server_first
         server = turn.timings_ms["first_audio_sent_ms"]
-        assert 0 < detection < 0.25, (detection, turn)
+        assert -0.05 < detection < 0.1, (detection, turn)
         # One turn on a loaded 2-core runner may see a slow frame; none a lost one.
         assert 0 <= transport < 0.25, (transport, turn)
         transports.append(transport)
         assert turn.voice_to_voice_ms - server == pytest.approx(
             (detection + transport) * 1000, abs=0.5)
-    assert statistics.median(transports) < 0.1, transports  # the 100 ms
+        gaps.append(turn.voice_to_voice_ms - server)
+    # The bar: the client's voice-to-voice and the server's own agree to 100 ms.
+    assert statistics.median(gaps) < 100, gaps
+    assert statistics.median(transports) < 0.1, transports
     assert timeline.vad and all(v.end_s is not None and v.end_s > v.start_s for v in timeline.vad)
     assert timeline.user_audio is not None and timeline.agent_audio is not None
 

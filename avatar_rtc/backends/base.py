@@ -121,6 +121,12 @@ class LanguageModel(Protocol):
         tokens while it is held."""
         ...
 
+    async def prefill(self, context: list[ChatMessage]) -> None:
+        """A hint that a user message will follow `context`: a local model evaluates the
+        prompt up to it now, while the user speaks. Work no longer needed is dropped
+        when the task awaiting this is cancelled. May do nothing."""
+        ...
+
     async def warmup(self, system_prompt: str = "") -> None:
         """Loads weights and fills the KV cache with the system prompt."""
         ...

@@ -49,6 +49,49 @@ class _Context:
     last_used: float = 0.0
 
 
+# Stands for the next user message's text while a conversation is rendered.
+_NEXT_USER = "\x00next user message\x00"
+
+
+def _payload(conversation: Conversation) -> Any:
+    return [{"role": role, "content": text} for role, text in conversation]
+
+
+class _Prompter:
+    """Renders conversations into tokens with the GGUF's own chat template, the way
+    llama-cpp-python's chat completion does, so generation and prefill agree."""
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError("llm", "the GGUF model has no chat template "
+                                      "(tokenizer.chat_template); use an instruct model")
+        eos = llama.token_eos()
+        bos = llama.token_bos()
+        def text(token: int) -> str:
+            return str(llama.detokenize([token], special=True).decode("utf-8", "ignore"))
+
+        self._format = Jinja2ChatFormatter(template=template, eos_token=text(eos),
+                                           bos_token=text(bos), stop_token_ids=[eos])
+
+    def render(self, llama: Any, conversation: Conversation) -> tuple[list[int], list[str]]:
+        """The prompt for the assistant's reply, and the stop strings."""
+        result = self._format(messages=_payload(conversation))
+        tokens = llama.tokenize(result.prompt.encode(), add_bos=not result.added_special,
+                                special=True)
+        stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
+        return tokens, [s for s in stops if s]
+
+    def open_user(self, llama: Any, conversation: Conversation) -> list[int]:
+        """The prompt's tokens up to where the next user message's text begins."""
+        result = self._format(messages=_payload([*conversation, ("user", _NEXT_USER)]))
+        head = result.prompt.split(_NEXT_USER)[0]
+        return list(llama.tokenize(head.encode(), add_bos=not result.added_special,
+                                   special=True))
+
+
 def _shared_prefix(a: Conversation, b: Conversation) -> int:
     count = 0
     for x, y in zip(a, b, strict=False):
@@ -92,6 +135,7 @@ class LlamaCppLlm:
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._seed = seed
+        self._prompter = _Prompter(self._contexts[0].llama)
         self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS)
 
     def _load(self) -> Any:
@@ -126,19 +170,22 @@ class LlamaCppLlm:
         slot.append(context)
         reply = ""
         try:
-            payload: Any = [{"role": role, "content": text} for role, text in conversation]
-            chunks: Any = context.llama.create_chat_completion(
-                messages=payload,
+            tokens, stops = self._prompter.render(context.llama, conversation)
+            # llama-cpp-python evaluates only the tokens after the longest prefix its
+            # KV cache already holds (the system prompt, earlier turns, a prefill).
+            chunks: Any = context.llama.create_completion(
+                prompt=tokens,
                 stream=True,
                 max_tokens=self._max_tokens,
                 temperature=self._temperature,
                 seed=self._seed,
+                stop=stops,
             )
             try:
                 for chunk in chunks:
                     if stop.is_set():
                         return  # closing the generator ends llama's sampling loop
-                    delta = chunk["choices"][0]["delta"].get("content")
+                    delta = chunk["choices"][0]["text"]
                     if delta:
                         reply += delta
                         yield delta
@@ -146,6 +193,28 @@ class LlamaCppLlm:
                 chunks.close()
         finally:
             context.served = [*conversation, ("assistant", reply.strip())]
+            context.busy = False
+            context.last_used = time.monotonic()
+
+    def _prefill(self, messages: list[ChatMessage]) -> Iterator[None]:
+        """Evaluates the prompt up to where the next user message's text begins."""
+        conversation: Conversation = [(m.role, m.content) for m in messages]
+        context = self._acquire(conversation)
+        try:
+            llama = context.llama
+            tokens = self._prompter.open_user(llama, conversation)
+            cached = llama.input_ids[: llama.n_tokens]
+            shared = 0
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                shared += 1
+            if shared < len(tokens):
+                llama.n_tokens = shared  # eval drops the KV cache past this point
+                llama.eval(tokens[shared:])
+            context.served = conversation
+            yield None
+        finally:
             context.busy = False
             context.last_used = time.monotonic()
 
@@ -176,6 +245,17 @@ class LlamaCppLlm:
                 lambda stop: self._generate(messages, stop, slot), ready=self._ready(gate, slot)
             ):
                 yield delta
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError("llm", str(exc)) from exc
+
+    async def prefill(self, context: list[ChatMessage]) -> None:
+        # Background: runs only while the model thread has nothing else to do.
+        try:
+            async for _ in self._worker.iterate(lambda _stop: self._prefill(context),
+                                                ready=self._can_start, background=True):
+                pass
         except BackendError:
             raise
         except Exception as exc:

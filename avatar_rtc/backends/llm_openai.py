@@ -68,6 +68,9 @@ class OpenAiLlm:
         finally:
             await response.close()  # disconnect: the server aborts generation
 
+    async def prefill(self, context: list[ChatMessage]) -> None:
+        """Nothing to do here: vLLM and llama.cpp's server cache prompt prefixes."""
+
     async def warmup(self, system_prompt: str = "") -> None:
         messages = [ChatMessage("user", "Hello")]
         if system_prompt:

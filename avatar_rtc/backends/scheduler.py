@@ -46,6 +46,7 @@ class _Stream:
     ready: Callable[[], bool]
     urgent: bool
     urgent_items: int
+    background: bool
     seq: int
     stop: threading.Event = field(default_factory=threading.Event)
     iterator: Iterator[Any] | None = None
@@ -54,7 +55,9 @@ class _Stream:
 
     def rank(self) -> tuple[int, int]:
         # Urgent streams first, oldest first; the rest take turns (round robin), so a
-        # long reply never starves another call's next sentence.
+        # long reply never starves another call's next sentence. Background work last.
+        if self.background:
+            return (2, self.seq)
         if self.urgent or self.items < self.urgent_items:
             return (0, self.seq)
         return (1, self.last_step)
@@ -91,8 +94,11 @@ class SharedWorker:
         produce: Callable[[threading.Event], Iterator[T]],
         *,
         ready: Callable[[], bool] | None = None,
+        background: bool = False,
     ) -> AsyncIterator[T]:
         """Yields the items `produce(stop)` makes on the model thread.
+
+        `background` work runs only when no other stream is ready.
 
         Leaving early (break, aclose, cancellation) sets `stop` and closes the
         generator on the model thread before its next step.
@@ -114,6 +120,7 @@ class SharedWorker:
             ready=ready or (lambda: True),
             urgent=URGENT.get(),
             urgent_items=self._urgent_items,
+            background=background,
             seq=next(self._seq),
         )
         with self._wake:

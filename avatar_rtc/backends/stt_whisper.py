@@ -96,6 +96,28 @@ def _assemble_base(cache_dir: Path) -> Path:
     return target
 
 
+def _words(text: str) -> list[str]:
+    return ["".join(c for c in word.lower() if c.isalnum()) for word in text.split()]
+
+
+def cut_repeat(text: str) -> str:
+    """Drops a loop of the first sentence(s): "Why is the sky blue? Why is the sky".
+
+    With a window much shorter than 30 s Whisper transcribes the speech right, then
+    starts over. Only an exact repetition that begins at a sentence end is cut, so a
+    person who repeats a phrase inside a sentence keeps every word.
+    """
+    raw = text.split()
+    words = _words(text)
+    for cut in range(1, len(raw)):
+        if raw[cut - 1][-1] not in ".?!":
+            continue
+        rest = words[cut:]
+        if all(word == words[i % cut] for i, word in enumerate(rest)):
+            return " ".join(raw[:cut])
+    return text
+
+
 def _looks_repetitive(text: str) -> bool:
     """Whisper's own hallucination test: highly compressible text is a loop."""
     data = text.encode()
@@ -113,7 +135,7 @@ class WhisperStt:
         cpu_threads: int = 2,
         language: str = "en",
         beam_size: int = 1,
-        min_window_s: float = 10.0,
+        min_window_s: float = 3.0,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -172,14 +194,17 @@ class WhisperStt:
 
     def _transcribe(self, audio: np.ndarray) -> Transcript:
         """Encodes only a window that fits the utterance (>= min_window_s) instead of
-        Whisper's fixed 30 s: on a CPU the encoder is most of the cost (~400 ms for
-        30 s vs ~45 ms for 10 s with tiny.en). A repetition loop, the known failure of
-        short windows, falls back to the full window."""
+        Whisper's fixed 30 s: on a CPU the encoder is most of the cost (tiny.en on two
+        cores: ~400 ms for 30 s, ~75 ms for 10 s, ~20 ms for 3 s). Short windows make
+        Whisper repeat the utterance after transcribing it; the repeat is cut, and any
+        other loop falls back to the full window."""
         seconds = len(audio) / 16000
         features = self._model.feature_extractor(audio)
         full = 3000  # 30 s of 10 ms mel frames: Whisper's native input
-        fitted = int(min(full, max(self._min_window_s, seconds + 1.0) * 100))
+        fitted = int(min(full, max(self._min_window_s, seconds + 0.5) * 100))
         text, language, no_speech = self._decode(self._encode(features, fitted), seconds)
+        if fitted < full:
+            text = cut_repeat(text)
         if fitted < full and _looks_repetitive(text):
             text, language, no_speech = self._decode(self._encode(features, full), seconds)
         if no_speech > 0.8 and len(text.split()) <= 2:

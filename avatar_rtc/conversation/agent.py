@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from avatar_rtc.backends.base import BackendError, Pcm, Voice
+from avatar_rtc.backends.base import BackendError, ChatMessage, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.backends.scheduler import urgent
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
@@ -110,6 +110,7 @@ class Conversation:
         self._tentative: Turn | None = None
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
         self._paused_for_user = False
+        self._prefill_task: asyncio.Task[None] | None = None
         self._turn_count = 0
         self._samples_per_char = DEFAULT_SAMPLES_PER_CHAR
         self._closed = False
@@ -147,10 +148,11 @@ class Conversation:
             if self._active is not None:
                 self._interrupt(self._active)
             self._paused_for_user = False
+            self._prefill()
         elif isinstance(event, SpeechPaused):
             self._emit({"type": "vad", "speaking": False})
             if self._config.speculative:
-                self._tentative = self._start_turn(event.audio, event.at)
+                self._tentative = self._start_turn(event.audio, event.speech_end_at)
         elif isinstance(event, SpeechResumed):
             self._emit({"type": "vad", "speaking": True})
             self._discard_tentative()
@@ -170,7 +172,29 @@ class Conversation:
 
     # ---- turn lifecycle ------------------------------------------------------------
 
+    def _prefill(self) -> None:
+        """While the user speaks, the LLM evaluates the conversation so far (the last
+        reply, what was heard of an interrupted one): at the end of the turn only the
+        user's words are left to evaluate."""
+        self._stop_prefill()
+        context = self._history.context(self._config.system_prompt)
+        self._prefill_task = asyncio.create_task(self._run_prefill(context),
+                                                 name="llm-prefill")
+
+    async def _run_prefill(self, context: list[ChatMessage]) -> None:
+        try:
+            await self._backends.llm.prefill(context)
+        except Exception as exc:  # only a lost head start: the turn evaluates it all
+            log.warning("prefill failed: %s", exc)
+
+    def _stop_prefill(self) -> None:
+        """Prefill not started yet is dropped: the turn's STT needs the CPU now."""
+        if self._prefill_task is not None:
+            self._prefill_task.cancel()
+            self._prefill_task = None
+
     def _start_turn(self, audio: Pcm, speech_end_at: float) -> Turn:
+        self._stop_prefill()
         turn = Turn(audio=audio, speech_end_at=speech_end_at)
         turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
         return turn
@@ -364,6 +388,11 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
+        prefill = self._prefill_task
+        self._stop_prefill()
+        if prefill is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await prefill
         tentative = self._tentative
         self._discard_tentative()
         active = self._active

@@ -7,6 +7,10 @@
 PAUSED is where speculation happens: the utterance so far is final unless the user
 speaks again, so the pipeline may start on it (SpeechPaused) and is thrown away on
 SpeechResumed. EndOfTurn carries exactly the audio SpeechPaused carried.
+
+The end of speech is dated to the arrival of the last voiced sample, not to the frame
+where the VAD noticed silence (two or three 32 ms frames later): every latency the
+server reports starts where the caller stopped talking.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE  # 32 ms
 
 # A pending onset that stays quiet this long was a blip, not the start of speech.
 _BLIP_GAP_MS = 160.0
+# A sample is voiced above this share of the speech's recent peak (and this floor):
+# well above a microphone's noise, below the fading end of a word.
+_VOICED_SHARE = 0.1
+_VOICED_FLOOR = 200
+# How far back from the first silent frame the last voiced sample is looked for:
+# Silero goes on saying "speech" for a few frames after it ends.
+_LOOKBACK_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,8 @@ class SpeechStarted:
 @dataclass(frozen=True)
 class SpeechPaused:
     audio: Pcm
-    at: float  # receipt time of the first silent frame: the end of speech
+    at: float  # receipt time of the first silent frame
+    speech_end_at: float  # receipt time of the last voiced sample
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,8 @@ class Endpointer:
     def _reset(self) -> None:
         self._state = _State.IDLE
         self._utterance: list[Pcm] = []
+        self._arrivals: list[float] = []  # receipt time of each utterance frame
+        self._last_speech = 0  # index of the last frame at or above threshold
         self._speech_frames = 0
         self._gap = 0
         self._silence = 0
@@ -146,12 +160,19 @@ class Endpointer:
                 return events
             self._state = _State.PENDING
             self._utterance = [*self._preroll, frame]
+            # Preroll frames arrived one frame apart, before this one.
+            self._arrivals = [now - (len(self._preroll) - i) * FRAME_MS / 1000
+                              for i in range(len(self._preroll))] + [now]
+            self._last_speech = len(self._utterance) - 1
             self._preroll.clear()
             self._speech_frames, self._gap = 1, 0
             self._check_pending(events, now)
             return events
 
         self._utterance.append(frame)
+        self._arrivals.append(now)
+        if speech:
+            self._last_speech = len(self._utterance) - 1
         if len(self._utterance) >= self._max_frames:
             return self._too_long(events, now)
         if state is _State.PENDING:
@@ -173,8 +194,9 @@ class Endpointer:
                 self._state = _State.PAUSED
                 self._silence = 1
                 self._pause_index = len(self._utterance) - 1  # the silent frame is excluded
-                self._speech_end_at = now
-                events.append(SpeechPaused(self._audio(self._pause_index), now))
+                self._speech_end_at = self._last_voiced_at()
+                events.append(SpeechPaused(self._audio(self._pause_index), now,
+                                           self._speech_end_at))
         elif state is _State.PAUSED:
             if speech:
                 self._state = _State.SPEAKING
@@ -212,6 +234,20 @@ class Endpointer:
         if self._speech_frames >= self._min_speech:
             self._state = _State.SPEAKING
             events.append(SpeechStarted(now))
+
+    def _last_voiced_at(self) -> float:
+        """When the last voiced sample before the pause arrived: the last loud sample
+        of the frames before it, else the end of the last speech frame."""
+        first = max(0, self._pause_index - _LOOKBACK_FRAMES)
+        recent = self._utterance[first : self._pause_index]
+        peak = max((int(np.abs(f.astype(np.int32)).max(initial=0)) for f in recent), default=0)
+        level = max(_VOICED_FLOOR, _VOICED_SHARE * peak)
+        for index in range(self._pause_index - 1, first - 1, -1):
+            loud = np.flatnonzero(np.abs(self._utterance[index].astype(np.int32)) >= level)
+            if loud.size:
+                after = FRAME_SAMPLES - 1 - int(loud[-1])
+                return self._arrivals[index] - after / SAMPLE_RATE
+        return self._arrivals[self._last_speech]
 
     def _audio(self, frames: int) -> Pcm:
         if frames <= 0:

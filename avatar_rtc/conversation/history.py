@@ -30,6 +30,10 @@ class History:
         return list(self._exchanges)
 
     def messages(self, system_prompt: str, user: str) -> list[ChatMessage]:
+        return [*self.context(system_prompt), ChatMessage("user", user)]
+
+    def context(self, system_prompt: str) -> list[ChatMessage]:
+        """The conversation before the next user message."""
         messages = [ChatMessage("system", system_prompt)] if system_prompt else []
         for exchange in self._exchanges:
             messages.append(ChatMessage("user", exchange.user))
@@ -37,5 +41,4 @@ class History:
             if exchange.interrupted:
                 agent = f"{agent}{INTERRUPTED_MARK}" if agent else INTERRUPTED_MARK
             messages.append(ChatMessage("assistant", agent))
-        messages.append(ChatMessage("user", user))
         return messages

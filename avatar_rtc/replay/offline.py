@@ -126,6 +126,9 @@ class _ObservedLlm:
             self._activity.working -= 1
             await tokens.aclose()  # type: ignore[attr-defined]
 
+    async def prefill(self, context: list[ChatMessage]) -> None:
+        await self._inner.prefill(context)
+
     async def warmup(self, system_prompt: str = "") -> None:
         await self._inner.warmup(system_prompt)
 

@@ -1,0 +1,33 @@
+"""Whisper tiny.en through the fitted short window, on real speech made with Piper."""
+
+from __future__ import annotations
+
+import pytest
+
+from avatar_rtc.backends.registry import Backends
+from media.resample import resample_pcm
+from tests.conftest import LoopThread
+from tests.speech import speak, with_silence, word_error_rate, words
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Tell me something interesting about the moon.",
+    "How far away is the sun?",
+    "What is your favorite color?",
+    "How do I get to the train station from here?",
+]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_short_questions_are_heard_once_and_right(
+    question: str, real_backends: Backends, server_loop: LoopThread
+) -> None:
+    # The endpointer hands STT the speech plus a little silence on both sides.
+    pcm = resample_pcm(with_silence(speak(question), 48000, 0.2, 0.1), 48000, 16000)
+    heard = server_loop.run(real_backends.stt.transcribe(pcm, 16000)).text
+    # A short window makes Whisper start the utterance over: that must not reach the LLM.
+    assert len(words(heard)) <= len(words(question)), heard
+    assert word_error_rate(question, heard) <= 0.2, heard
