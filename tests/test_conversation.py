@@ -158,7 +158,7 @@ async def test_barge_in_stops_audio_within_a_frame_and_keeps_only_heard_text() -
         assert llm.cancelled == 1 or llm.completed == 1  # generation stopped or done
         assert not h.track.is_playing
         # Audio stopped: once the barge-in was confirmed, no agent tone went out.
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
         tail = h.sent_frames[frames_before + 20 :]
         assert tail and all(np.abs(f).max() == 0 for f in tail)
         # The next turn sees the cut reply, marked interrupted.
@@ -194,12 +194,38 @@ async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:
         await h.say(np.concatenate([tone(0.5), silence(0.4)]))
         await h.wait_for("agent_text")
         await asyncio.sleep(0.2)
-        await h.say(np.concatenate([tone(0.1), silence(0.3)]))  # 100 ms: not speech
+        # 100 ms: not speech. The agent stays paused until 480 ms of quiet say so.
+        await h.say(np.concatenate([tone(0.1), silence(0.6)]))
         await h.wait_for("turn_end")
         end = h.of_type("turn_end")[0]
         assert end["interrupted"] is False
         assert end["spoken_text"] == end["reply_text"].strip()
         assert len(h.of_type("user_transcript")) == 1
+
+
+async def test_wait_comma_stop_interrupts_without_resuming_in_the_comma() -> None:
+    """Two words, each shorter than min_speech, with a pause between ("Wait, stop"):
+    together they are a barge-in, and the agent stays quiet from the first one on."""
+    llm = FakeLlm(reply="This is a long answer that keeps going and going. " * 3)
+    tts = FakeTts(seconds_per_char=0.06)
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        await asyncio.sleep(0.5)
+        assert h.track.is_playing
+        await h.say(tone(0.12))  # "Wait," (under min_speech: 160 ms)
+        frames_paused = len(h.sent_frames)
+        await h.say(silence(0.25))  # the comma
+        await h.say(tone(0.12))  # "stop."
+        await h.wait_for("turn_end")
+        frames_cut = len(h.sent_frames)
+        await h.say(silence(0.4))
+        assert h.of_type("turn_end")[0]["interrupted"] is True
+        # From the first word to the cut, no agent audio went out: no resume in the
+        # comma. (Afterwards the agent answers "Wait, stop" as a turn of its own.)
+        quiet = h.sent_frames[frames_paused + 3 : frames_cut]
+        loud = [i for i, f in enumerate(quiet) if np.abs(f).max() > 0]
+        assert len(quiet) > 10 and not loud, loud  # the comma alone is 12 frames
 
 
 async def test_a_backend_crash_reports_an_error_and_the_agent_keeps_listening() -> None:

@@ -33,11 +33,11 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE  # 32 ms
 Pcm = npt.NDArray[np.int16]
 
 # Default config in frames: min_speech 200 ms -> 7, end_silence 320 ms -> 10,
-# pause_after 96 ms -> 3, blip gap 160 ms -> 5, preroll 200 ms -> 6 frames.
+# pause_after 96 ms -> 3, blip gap 480 ms -> 15, preroll 200 ms -> 6 frames.
 MIN_SPEECH = 7
 END_SILENCE = 10
 PAUSE_AFTER = 3
-BLIP_GAP = 5
+BLIP_GAP = 15
 PREROLL = 6
 
 
@@ -264,12 +264,13 @@ def test_preroll_shorter_than_available_and_disabled() -> None:
 
 def test_preroll_after_false_start_keeps_the_latest_frames() -> None:
     d = Driver()
-    d.feed([0.0] * 3 + [1.0] * 3 + [0.0] * BLIP_GAP)  # blip ends at frame 10
+    d.feed([0.0] * 3 + [1.0] * 3 + [0.0] * BLIP_GAP)  # the blip's gap ends at frame 20
     assert kinds(d.events) == ["SpeechProbable", "SpeechFalseStart"]
-    d.feed([0.0] * 2 + [1.0] * 8 + [0.0] * END_SILENCE)  # speech at frames 13-20
+    first = 6 + BLIP_GAP + 2
+    d.feed([0.0] * 2 + [1.0] * 8 + [0.0] * END_SILENCE)  # speech from frame 23, 8 frames
     (_, eot), = d.of(EndOfTurn)
     assert isinstance(eot, EndOfTurn)
-    assert frame_ids(eot.audio) == list(range(13 - PREROLL, 21))
+    assert frame_ids(eot.audio) == list(range(first - PREROLL, first + 8))
 
 
 def test_hysteresis_between_thresholds() -> None:
@@ -436,7 +437,7 @@ def test_real_utterance_is_one_turn_covering_the_speech(vad: SileroVad, text: st
     assert start + eot.audio.size >= last - int(0.1 * RATE)
     # The end of speech is dated to the last voiced sample (to a few ms), and the
     # turn ends end_silence after the VAD noticed the silence (2-3 frames later).
-    assert abs(eot.speech_end_at - last / RATE) < 0.015, (eot.speech_end_at, last / RATE)
+    assert abs(eot.speech_end_at - last / RATE) < 0.025, (eot.speech_end_at, last / RATE)
     assert 9 * FRAME_S < eot.at - eot.speech_end_at < 13 * FRAME_S
 
 

@@ -332,8 +332,6 @@ def main() -> int:
         stats = ProcessStats(server.pid)
         url = f"http://127.0.0.1:{port}"
     try:
-        if os.environ.get("BENCH_NICE"):
-            os.nice(int(os.environ["BENCH_NICE"]))
         sources, barge = sources_for(args.utterances, args.barge_in)
         health = wait_ready(url)
         print(f"bench: {url} ready; backends {health.get('backends')}")

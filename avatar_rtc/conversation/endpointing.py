@@ -30,7 +30,9 @@ FRAME_SAMPLES = 512
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE  # 32 ms
 
 # A pending onset that stays quiet this long was a blip, not the start of speech.
-_BLIP_GAP_MS = 160.0
+# Long enough to bridge the comma in "Wait, stop": its speech on both sides counts
+# together, and an agent paused for it does not resume in between.
+_BLIP_GAP_MS = 480.0
 # A sample is voiced above this share of the speech's recent peak (and this floor):
 # well above a microphone's noise, below the fading end of a word.
 _VOICED_SHARE = 0.1
