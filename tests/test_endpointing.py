@@ -33,11 +33,11 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE  # 32 ms
 Pcm = npt.NDArray[np.int16]
 
 # Default config in frames: min_speech 200 ms -> 7, end_silence 320 ms -> 10,
-# pause_after 96 ms -> 3, blip gap 480 ms -> 15, preroll 200 ms -> 6 frames.
+# pause_after 96 ms -> 3, blip gap 800 ms -> 25, preroll 200 ms -> 6 frames.
 MIN_SPEECH = 7
 END_SILENCE = 10
 PAUSE_AFTER = 3
-BLIP_GAP = 15
+BLIP_GAP = 25
 PREROLL = 6
 
 
@@ -264,10 +264,10 @@ def test_preroll_shorter_than_available_and_disabled() -> None:
 
 def test_preroll_after_false_start_keeps_the_latest_frames() -> None:
     d = Driver()
-    d.feed([0.0] * 3 + [1.0] * 3 + [0.0] * BLIP_GAP)  # the blip's gap ends at frame 20
+    d.feed([0.0] * 3 + [1.0] * 3 + [0.0] * BLIP_GAP)  # the blip's gap ends at frame 30
     assert kinds(d.events) == ["SpeechProbable", "SpeechFalseStart"]
     first = 6 + BLIP_GAP + 2
-    d.feed([0.0] * 2 + [1.0] * 8 + [0.0] * END_SILENCE)  # speech from frame 23, 8 frames
+    d.feed([0.0] * 2 + [1.0] * 8 + [0.0] * END_SILENCE)  # speech from frame 33, 8 frames
     (_, eot), = d.of(EndOfTurn)
     assert isinstance(eot, EndOfTurn)
     assert frame_ids(eot.audio) == list(range(first - PREROLL, first + 8))
@@ -437,7 +437,7 @@ def test_real_utterance_is_one_turn_covering_the_speech(vad: SileroVad, text: st
     assert start + eot.audio.size >= last - int(0.1 * RATE)
     # The end of speech is dated to the last voiced sample (to a few ms), and the
     # turn ends end_silence after the VAD noticed the silence (2-3 frames later).
-    assert abs(eot.speech_end_at - last / RATE) < 0.025, (eot.speech_end_at, last / RATE)
+    assert abs(eot.speech_end_at - last / RATE) < 0.04, (eot.speech_end_at, last / RATE)
     assert 9 * FRAME_S < eot.at - eot.speech_end_at < 13 * FRAME_S
 
 
@@ -523,7 +523,7 @@ def test_the_end_of_speech_is_the_last_loud_sample_not_the_silent_frame() -> Non
             frame[:] = 8000
         elif k == 12:
             frame[:300] = 8000  # the last voiced sample is the 300th of frame 12
-            frame[300:] = 30  # line noise, below a tenth of the speech's peak
+            frame[300:] = 30  # line noise, far below the speech
         events.extend(ep.feed(frame, p, (k + 1) * FRAME_S))
     paused = next(e for e in events if isinstance(e, SpeechPaused))
     eot = next(e for e in events if isinstance(e, EndOfTurn))

@@ -30,12 +30,13 @@ FRAME_SAMPLES = 512
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE  # 32 ms
 
 # A pending onset that stays quiet this long was a blip, not the start of speech.
-# Long enough to bridge the comma in "Wait, stop": its speech on both sides counts
-# together, and an agent paused for it does not resume in between.
-_BLIP_GAP_MS = 480.0
-# A sample is voiced above this share of the speech's recent peak (and this floor):
+# Long enough to bridge the comma in "Wait, stop" (Piper pauses 530 ms there): its
+# speech on both sides counts together, and an agent paused for it does not resume
+# in between. A cough pauses the agent for about this long.
+_BLIP_GAP_MS = 800.0
+# A sample is voiced above this share of the speech's recent peak (-26 dB) and this floor:
 # well above a microphone's noise, below the fading end of a word.
-_VOICED_SHARE = 0.1
+_VOICED_SHARE = 0.05
 _VOICED_FLOOR = 200
 # How far back from the first silent frame the last voiced sample is looked for:
 # Silero goes on saying "speech" for a few frames after it ends.
