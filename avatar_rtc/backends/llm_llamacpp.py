@@ -10,10 +10,11 @@ thread interleaves the calls token by token, most urgent reply first (see schedu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,20 +80,33 @@ class _Prompter:
     def render(self, llama: Any, conversation: Conversation) -> tuple[list[int], list[str]]:
         """The prompt for the assistant's reply, and the stop strings."""
         result = self._format(messages=_payload(conversation))
-        tokens = llama.tokenize(result.prompt.encode(), add_bos=not result.added_special,
-                                special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
-        return tokens, [s for s in stops if s]
+        return _tokens(llama, result.prompt, result.added_special), [s for s in stops if s]
 
     def open_user(self, llama: Any, conversation: Conversation) -> list[int]:
         """The prompt's tokens up to where the next user message's text begins."""
         result = self._format(messages=_payload([*conversation, ("user", _NEXT_USER)]))
         head = result.prompt.split(_NEXT_USER)[0]
-        return list(llama.tokenize(head.encode(), add_bos=not result.added_special,
-                                   special=True))
+        return _tokens(llama, head, result.added_special)
 
 
-def _shared_prefix(a: Conversation, b: Conversation) -> int:
+def _tokens(llama: Any, prompt: str, added_special: bool) -> list[int]:
+    return list(llama.tokenize(prompt.encode(), add_bos=not added_special, special=True))
+
+
+@contextlib.contextmanager
+def _llm_errors() -> Iterator[None]:
+    """Any failure of the model leaves as a BackendError of stage "llm"."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError("llm", str(exc)) from exc
+
+
+def _shared_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """How many leading items two sequences (messages, tokens) have in common."""
     count = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -203,12 +217,7 @@ class LlamaCppLlm:
         try:
             llama = context.llama
             tokens = self._prompter.open_user(llama, conversation)
-            cached = llama.input_ids[: llama.n_tokens]
-            shared = 0
-            for a, b in zip(cached, tokens, strict=False):
-                if a != b:
-                    break
-                shared += 1
+            shared = _shared_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
             if shared < len(tokens):
                 llama.n_tokens = shared  # eval drops the KV cache past this point
                 llama.eval(tokens[shared:])
@@ -239,27 +248,19 @@ class LlamaCppLlm:
     async def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None
     ) -> AsyncIterator[str]:
-        try:
-            slot: list[_Context] = []  # the context, once the model thread picked one
+        slot: list[_Context] = []  # the context, once the model thread picked one
+        with _llm_errors():
             async for delta in self._worker.iterate(
                 lambda stop: self._generate(messages, stop, slot), ready=self._ready(gate, slot)
             ):
                 yield delta
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("llm", str(exc)) from exc
 
     async def prefill(self, context: list[ChatMessage]) -> None:
         # Background: runs only while the model thread has nothing else to do.
-        try:
+        with _llm_errors():
             async for _ in self._worker.iterate(lambda _stop: self._prefill(context),
                                                 ready=self._can_start, background=True):
                 pass
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("llm", str(exc)) from exc
 
     async def warmup(self, system_prompt: str = "") -> None:
         """Runs a first reply in every context, so each holds the system prompt."""

@@ -205,8 +205,9 @@ class WhisperStt:
         text, language, no_speech = self._decode(self._encode(features, fitted), seconds)
         if fitted < full:
             text = cut_repeat(text)
-        if fitted < full and _looks_repetitive(text):
-            text, language, no_speech = self._decode(self._encode(features, full), seconds)
+            if _looks_repetitive(text):
+                text, language, no_speech = self._decode(self._encode(features, full),
+                                                         seconds)
         if no_speech > 0.8 and len(text.split()) <= 2:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
         return Transcript(text=text, language=language, audio_s=seconds)
