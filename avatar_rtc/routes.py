@@ -75,6 +75,7 @@ def conversation_config(s: Settings) -> ConversationConfig:
         system_prompt=s.llm.system_prompt,
         max_history_turns=s.llm.max_history_turns,
         speculative=s.vad.speculative,
+        listen_ahead_ms=s.vad.listen_ahead_ms,
         chunker=ChunkerConfig(
             first_chunk_min_chars=s.tts.first_chunk_min_chars,
             first_chunk_max_chars=s.tts.first_chunk_max_chars,

@@ -77,6 +77,9 @@ class VadSettings:
     # Start STT+LLM+TTS as soon as the user pauses; keep the result only if the pause
     # becomes the end of the turn.
     speculative: bool = True
+    # While the user speaks, transcribe the speech so far this often and let the LLM
+    # evaluate those words ahead of the end of the turn. 0 disables it.
+    listen_ahead_ms: int = 640
 
 
 @dataclass
@@ -148,8 +151,10 @@ class TtsSettings:
     cosyvoice_stream: bool = True
     # Chunking of the reply for TTS: the first chunk may end at a clause boundary once
     # first_chunk_min_chars long, and is cut at a space past first_chunk_max_chars.
-    first_chunk_min_chars: int = 12
-    first_chunk_max_chars: int = 24
+    # Short, so the first audio comes soon (Piper: ~40 ms + ~3 ms a character; the LLM
+    # ~16 ms a token), e.g. "The sun is" + "about 150 million kilometres away."
+    first_chunk_min_chars: int = 8
+    first_chunk_max_chars: int = 16
     clause_min_chars: int = 40
 
 
@@ -222,6 +227,8 @@ class Settings:
             (self.vad.end_silence_ms >= 32, "vad.end_silence_ms must be >= 32"),
             (self.vad.max_utterance_s > 1.0, "vad.max_utterance_s must be > 1"),
             (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
+            (self.vad.listen_ahead_ms == 0 or self.vad.listen_ahead_ms >= 100,
+             "vad.listen_ahead_ms must be 0 (off) or >= 100"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
             (2.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 2-30"),
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),

@@ -51,13 +51,15 @@ class EnergyVad:
 
 @dataclass
 class FakeStt:
-    text: str = "hello there"
+    text: str = "Hello there"
     delay_s: float = 0.02
-    calls: list[int] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)  # samples of each final transcript
+    partials: list[int] = field(default_factory=list)  # ... of each partial one
     name: str = "fake-stt"
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int) -> Transcript:
-        self.calls.append(len(pcm))
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
+                         partial: bool = False) -> Transcript:
+        (self.partials if partial else self.calls).append(len(pcm))
         await asyncio.sleep(self.delay_s)
         return Transcript(self.text, "en", len(pcm) / sample_rate)
 
@@ -75,6 +77,7 @@ class FakeLlm:
     fail: bool = False
     requests: list[list[ChatMessage]] = field(default_factory=list)
     prefills: list[list[ChatMessage]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)  # the user_prefix of each prefill
     cancelled: int = 0
     completed: int = 0
     held_waits: int = 0  # times generation waited for the first chunk's TTS
@@ -112,8 +115,9 @@ class FakeLlm:
             if not finished:
                 self.cancelled += 1
 
-    async def prefill(self, context: list[ChatMessage]) -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
         self.prefills.append(list(context))
+        self.prefixes.append(user_prefix)
 
     async def warmup(self, system_prompt: str = "") -> None:
         pass

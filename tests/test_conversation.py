@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,13 +59,14 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def harness(**backend_overrides: object) -> AsyncIterator[Harness]:
+async def harness(config: ConversationConfig = CONFIG,
+                  **backend_overrides: object) -> AsyncIterator[Harness]:
     track = PacedAudioTrack()
     backends = fake_backends(**backend_overrides)
     holder: dict[str, Harness] = {}
     conversation = Conversation(
         backends,
-        CONFIG,
+        config,
         track,
         emit=lambda e: holder["h"].record(e),
         on_turn_finished=lambda t: holder["h"].turns.append(t),
@@ -97,7 +99,7 @@ async def test_a_turn_flows_through_every_stage() -> None:
         assert end["interrupted"] is False
         assert end["spoken_text"] == "The first sentence is here. And here is a second one."
         assert h.of_type("user_transcript") == [
-            {"type": "user_transcript", "turn": 0, "text": "hello there"}
+            {"type": "user_transcript", "turn": 0, "text": "Hello there"}
         ]
         states = [e["state"] for e in h.of_type("state")]
         assert states == ["thinking", "speaking", "listening"]
@@ -186,6 +188,32 @@ async def test_the_llm_prefills_the_conversation_when_the_user_starts_speaking()
         assert len(llm.prefills) == 2
         assert llm.prefills[1] == llm.requests[1][:-1]  # everything but the new words
         assert llm.prefills[1][-1].content == "Hello there."
+
+
+async def test_the_llm_reads_the_users_first_words_while_they_still_speak() -> None:
+    # Whisper starts some transcripts lower-case, some not: the LLM reads them one way.
+    stt, llm = FakeStt(text="what is the capital of France?"), FakeLlm()
+    async with harness(stt=stt, llm=llm) as h:
+        await h.say(np.concatenate([tone(1.8), silence(0.5)]))
+        await h.wait_for("turn_end")
+        # Partial transcripts of the speech so far, each longer than the last, all
+        # shorter than the final one (a single transcript of the whole utterance).
+        assert len(stt.partials) >= 2 and len(stt.calls) == 1
+        assert stt.partials == sorted(stt.partials) and stt.partials[-1] < stt.calls[0]
+        # The word being said when the audio was cut is left out; the same words are
+        # prefilled once.
+        assert llm.prefixes == ["", "What is the capital of"]
+        assert llm.prefills[-1] == llm.requests[0][:-1]
+        assert llm.requests[0][-1].content == "What is the capital of France?"
+
+
+async def test_listening_ahead_can_be_turned_off() -> None:
+    stt, llm = FakeStt(), FakeLlm()
+    config = dataclasses.replace(CONFIG, listen_ahead_ms=0)
+    async with harness(config, stt=stt, llm=llm) as h:
+        await h.say(np.concatenate([tone(1.8), silence(0.5)]))
+        await h.wait_for("turn_end")
+        assert stt.partials == [] and llm.prefixes == [""]
 
 
 async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:

@@ -109,6 +109,19 @@ def test_speech_started_only_after_min_speech() -> None:
     assert len(d.of(SpeechProbable)) == 1
 
 
+def test_the_speech_so_far_is_offered_only_while_the_user_speaks() -> None:
+    d = Driver()
+    d.feed([0.0] * 8 + [1.0] * (MIN_SPEECH - 1))
+    assert d.ep.speaking_frames == 0  # not yet a turn
+    d.feed([1.0] * 5)
+    assert d.ep.speaking_frames == PREROLL + MIN_SPEECH + 4
+    assert frame_ids(d.ep.utterance_audio()) == list(range(8 - PREROLL, d.count))
+    d.feed([0.0])
+    assert d.ep.speaking_frames == 0  # paused: the speculative turn transcribes it
+    d.feed([1.0])
+    assert d.ep.speaking_frames == PREROLL + MIN_SPEECH + 6
+
+
 def test_min_speech_counts_non_consecutive_speech_frames() -> None:
     # Gaps shorter than the blip gap do not reset the onset count.
     d = Driver()

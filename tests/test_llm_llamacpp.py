@@ -35,12 +35,16 @@ async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
     reply_b = await _reply(llm, b1)
     # The second conversation got a context of its own instead of evicting the first.
     assert len(llm._contexts) == 2
-    served_a = next(c for c in llm._contexts if c.served[:2] == [(m.role, m.content)
-                                                                   for m in a1])
+    def holds(messages: list[ChatMessage]) -> list[int]:
+        """The contexts whose KV cache holds this prompt."""
+        prompt, _ = llm._prompter.render(llm._vocab, [(m.role, m.content) for m in messages])
+        return [i for i, c in enumerate(llm._contexts) if c.shared_with(prompt) == len(prompt)]
+
+    assert len(holds(a1)) == 1 and len(holds(b1)) == 1 and holds(a1) != holds(b1)
     # A's next turn goes back to the context that holds A.
     a2 = _ask("And of Spain?", [a1[-1], ChatMessage("assistant", reply_a.strip())])
     await _reply(llm, a2)
-    assert served_a.served[: len(a2)] == [(m.role, m.content) for m in a2]
+    assert holds(a2) == holds(a1)
     assert reply_b
 
 
@@ -125,6 +129,30 @@ async def test_prefill_leaves_only_the_users_words_for_the_turn(llm: LlamaCppLlm
     assert prefilled >= 4
     assert counts[0] == turn_tokens, counts
     assert second
+
+
+async def test_prefill_of_the_first_words_heard_leaves_only_the_rest(
+    llm: LlamaCppLlm,
+) -> None:
+    context = _ask("Hello")[:-1]
+    heard, question = "How many legs does", "How many legs does a spider have?"
+    rest = " a spider have?<|im_end|>\n<|im_start|>assistant\n"
+    rest_tokens = len(llm._contexts[0].llama.tokenize(rest.encode(), add_bos=False,
+                                                      special=True))
+    counts = _count_evaluated(llm)
+
+    await llm.prefill(context)  # the user started speaking
+    await llm.prefill(context, heard)  # a partial transcript came in
+    counts.clear()
+    reply = await _reply(llm, [*context, ChatMessage("user", question)])
+
+    # The words heard ahead are in the KV cache, tokenized as in the whole prompt.
+    assert counts[0] == rest_tokens, counts
+    assert reply
+    # Words the final transcript does not confirm are replaced, not kept.
+    counts.clear()
+    await llm.prefill(context, "How many eggs")
+    assert sum(counts) == len(llm._contexts[0].llama.tokenize(b" eggs", add_bos=False))
 
 
 async def test_a_prefill_that_is_no_longer_needed_is_dropped(llm: LlamaCppLlm) -> None:

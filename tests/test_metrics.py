@@ -185,7 +185,7 @@ async def test_json_logs_carry_the_call_id_and_one_line_per_turn(
     turn = turns[0]
     assert turn["call_id"] == caller.session_id
     assert turn["timings_ms"] == timings["timings"]
-    assert turn["user_text"] == "hello there" and turn["interrupted"] is False
+    assert turn["user_text"] == "Hello there" and turn["interrupted"] is False
     assert turn["msg"].startswith("turn 0: v2v=")
     ours = [line for line in lines if line["logger"].startswith("avatar_rtc")]
     assert any(line["call_id"] == caller.session_id for line in ours)

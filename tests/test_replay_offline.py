@@ -118,7 +118,7 @@ async def test_fast_mode_skips_idle_time_and_keeps_the_stage_timings() -> None:
     assert fast.duration_s >= user.duration_s  # the replay's own clock ran the whole call
     assert [round(t.user_end_s or 0, 1) for t in fast.turns] == [1.6, 6.2]
     for turn in fast.turns:
-        assert turn.user_text == "hello there" and not turn.interrupted
+        assert turn.user_text == "Hello there" and not turn.interrupted
         # STT took 150 ms of real time, and the replay clock says so.
         assert 140 <= turn.timings_ms["stt_ms"] < 300, turn.timings_ms
         assert turn.agent_start_s is not None and turn.agent_end_s is not None

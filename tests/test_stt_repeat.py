@@ -39,3 +39,22 @@ def test_a_repeat_after_a_sentence_end_is_cut(heard: str, kept: str) -> None:
 )
 def test_speech_without_a_loop_is_kept_whole(heard: str) -> None:
     assert cut_repeat(heard) == heard
+
+
+@pytest.mark.parametrize(
+    ("heard", "kept"),
+    [
+        # Seen with tiny.en on the first 60% of "What is the capital of France?".
+        ("what is the capital of what is the capital of what is", "what is the capital of"),
+        ("why is this guy, why is this guy, why is", "why is this guy,"),
+        ("go on, go on, go", "go on,"),
+    ],
+)
+def test_a_partial_transcript_loses_a_loop_from_any_word(heard: str, kept: str) -> None:
+    assert cut_repeat(heard, anywhere=True) == kept
+    assert cut_repeat(kept, anywhere=True) == kept
+
+
+@pytest.mark.parametrize("heard", ["go on, go on, please", "yes yes", "How far away is"])
+def test_a_partial_transcript_without_a_loop_is_kept(heard: str) -> None:
+    assert cut_repeat(heard, anywhere=True) == heard

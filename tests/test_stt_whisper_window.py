@@ -31,3 +31,21 @@ def test_short_questions_are_heard_once_and_right(
     # A short window makes Whisper start the utterance over: that must not reach the LLM.
     assert len(words(heard)) <= len(words(question)), heard
     assert word_error_rate(question, heard) <= 0.3, heard  # the issue's bar; Piper varies
+
+
+def test_a_partial_transcript_of_speech_cut_mid_word_starts_the_final_one(
+    real_backends: Backends, server_loop: LoopThread
+) -> None:
+    """Listening ahead: the words before the cut, as the LLM will read them ahead of
+    the end of the turn, begin the final transcript exactly (case and punctuation)."""
+    exact = 0
+    for question in QUESTIONS:
+        pcm = resample_pcm(with_silence(speak(question), 48000, 0.2, 0.0), 48000, 16000)
+        stt = real_backends.stt
+        final = server_loop.run(stt.transcribe(pcm, 16000)).text
+        cut = pcm[: int(len(pcm) * 0.6)]
+        partial = server_loop.run(stt.transcribe(cut, 16000, partial=True)).text
+        kept = " ".join(partial.split()[:-1])
+        assert len(words(kept)) < len(words(final)), (partial, final)
+        exact += bool(kept) and final.startswith(kept)
+    assert exact >= len(QUESTIONS) - 1, exact

@@ -103,7 +103,11 @@ class VoiceActivityModel(Protocol):
 class SpeechToText(Protocol):
     name: str
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int) -> Transcript: ...
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
+                         partial: bool = False) -> Transcript:
+        """`partial`: speech still going on, transcribed ahead of its end. Cheap and
+        best effort: it waits behind every final transcript."""
+        ...
 
     async def warmup(self) -> None: ...
 
@@ -121,10 +125,11 @@ class LanguageModel(Protocol):
         tokens while it is held."""
         ...
 
-    async def prefill(self, context: list[ChatMessage]) -> None:
-        """A hint that a user message will follow `context`: a local model evaluates the
-        prompt up to it now, while the user speaks. Work no longer needed is dropped
-        when the task awaiting this is cancelled. May do nothing."""
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+        """A hint that a user message will follow `context`, starting with `user_prefix`
+        (the words heard so far): a local model evaluates the prompt up to there now,
+        while the user speaks. Work no longer needed is dropped when the task awaiting
+        this is cancelled. May do nothing."""
         ...
 
     async def warmup(self, system_prompt: str = "") -> None:

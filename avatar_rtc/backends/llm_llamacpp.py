@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,12 @@ Conversation = list[tuple[str, str]]
 @dataclass(eq=False)
 class _Context:
     llama: Any
-    served: Conversation = field(default_factory=list)  # what its KV cache holds
     busy: bool = False
     last_used: float = 0.0
+
+    def shared_with(self, tokens: list[int]) -> int:
+        """How many of `tokens` its KV cache already holds, from the start."""
+        return _shared_prefix(self.llama.input_ids[: self.llama.n_tokens].tolist(), tokens)
 
 
 # Stands for the next user message's text while a conversation is rendered.
@@ -83,11 +86,12 @@ class _Prompter:
         stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
         return _tokens(llama, result.prompt, result.added_special), [s for s in stops if s]
 
-    def open_user(self, llama: Any, conversation: Conversation) -> list[int]:
-        """The prompt's tokens up to where the next user message's text begins."""
+    def open_user(self, llama: Any, conversation: Conversation, words: str = "") -> list[int]:
+        """The prompt's tokens up to the next user message's first `words` (tokenized
+        together with what precedes them, as in the whole prompt)."""
         result = self._format(messages=_payload([*conversation, ("user", _NEXT_USER)]))
         head = result.prompt.split(_NEXT_USER)[0]
-        return _tokens(llama, head, result.added_special)
+        return _tokens(llama, head + words, result.added_special)
 
 
 def _tokens(llama: Any, prompt: str, added_special: bool) -> list[int]:
@@ -149,7 +153,8 @@ class LlamaCppLlm:
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._seed = seed
-        self._prompter = _Prompter(self._contexts[0].llama)
+        self._vocab = self._contexts[0].llama  # tokenizes for every context
+        self._prompter = _Prompter(self._vocab)
         self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS)
 
     def _load(self) -> Any:
@@ -165,13 +170,16 @@ class LlamaCppLlm:
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
 
-    def _acquire(self, conversation: Conversation) -> _Context:
-        """The idle context whose cache shares most with this conversation; among
-        equals the least recently used, which is least likely another live call's."""
+    def _acquire(self, conversation: Conversation, tokens: list[int]) -> _Context:
+        """The idle context whose KV cache holds most of this prompt; among equals the
+        least recently used, which is least likely another live call's."""
+        # Every context holds the system prompt (warmup): only more than it marks a call.
+        system = [m for m in conversation if m[0] == "system"][:1]
+        common = len(self._prompter.open_user(self._vocab, system))
+
         def score(context: _Context) -> tuple[int, float]:
-            shared = _shared_prefix(context.served, conversation)
-            # Every call shares the system prompt: only more than that marks this call.
-            return (shared if shared > 1 else 0, -context.last_used)
+            shared = context.shared_with(tokens)
+            return (shared if shared > common else 0, -context.last_used)
 
         best = max((c for c in self._contexts if not c.busy), key=score)
         best.busy = True
@@ -180,11 +188,10 @@ class LlamaCppLlm:
     def _generate(self, messages: list[ChatMessage], stop: threading.Event,
                   slot: list[_Context]) -> Iterator[str]:
         conversation: Conversation = [(m.role, m.content) for m in messages]
-        context = self._acquire(conversation)
+        tokens, stops = self._prompter.render(self._vocab, conversation)
+        context = self._acquire(conversation, tokens)
         slot.append(context)
-        reply = ""
         try:
-            tokens, stops = self._prompter.render(context.llama, conversation)
             # llama-cpp-python evaluates only the tokens after the longest prefix its
             # KV cache already holds (the system prompt, earlier turns, a prefill).
             chunks: Any = context.llama.create_completion(
@@ -201,31 +208,29 @@ class LlamaCppLlm:
                         return  # closing the generator ends llama's sampling loop
                     delta = chunk["choices"][0]["text"]
                     if delta:
-                        reply += delta
                         yield delta
             finally:
                 chunks.close()
         finally:
-            context.served = [*conversation, ("assistant", reply.strip())]
             context.busy = False
             context.last_used = time.monotonic()
 
-    def _prefill(self, messages: list[ChatMessage]) -> Iterator[None]:
-        """Evaluates the prompt up to where the next user message's text begins."""
+    def _prefill(self, messages: list[ChatMessage], user_prefix: str) -> Iterator[None]:
+        """Evaluates the prompt up to the next user message's first words."""
         conversation: Conversation = [(m.role, m.content) for m in messages]
-        context = self._acquire(conversation)
+        tokens = self._prompter.open_user(self._vocab, conversation, user_prefix)
+        context = self._acquire(conversation, tokens)
         try:
-            llama = context.llama
-            tokens = self._prompter.open_user(llama, conversation)
-            shared = _shared_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+            shared = context.shared_with(tokens)
             if shared < len(tokens):
-                llama.n_tokens = shared  # eval drops the KV cache past this point
-                llama.eval(tokens[shared:])
-            context.served = conversation
+                context.llama.n_tokens = shared  # eval drops the KV cache past this point
+                context.llama.eval(tokens[shared:])
+                # Only work done marks the context as this call's: a first turn's prefill
+                # of the bare system prompt must not steer its next prefill elsewhere.
+                context.last_used = time.monotonic()
             yield None
         finally:
             context.busy = False
-            context.last_used = time.monotonic()
 
     def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
         """Waits for a free context, then steps aside while the turn's gate is held
@@ -255,10 +260,11 @@ class LlamaCppLlm:
             ):
                 yield delta
 
-    async def prefill(self, context: list[ChatMessage]) -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
         # Background: runs only while the model thread has nothing else to do.
         with _llm_errors():
-            async for _ in self._worker.iterate(lambda _stop: self._prefill(context),
+            async for _ in self._worker.iterate(lambda _stop: self._prefill(context,
+                                                                            user_prefix),
                                                 ready=self._can_start, background=True):
                 pass
 

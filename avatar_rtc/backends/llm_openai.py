@@ -68,7 +68,7 @@ class OpenAiLlm:
         finally:
             await response.close()  # disconnect: the server aborts generation
 
-    async def prefill(self, context: list[ChatMessage]) -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
         """Nothing to do here: vLLM and llama.cpp's server cache prompt prefixes."""
 
     async def warmup(self, system_prompt: str = "") -> None:

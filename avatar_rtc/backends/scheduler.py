@@ -83,9 +83,11 @@ class SharedWorker:
         self._thread = threading.Thread(target=self._loop, name=f"avatar-{name}", daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
+                  **kwargs: Any) -> T:
         """A single blocking call on the model thread (queued like a one-item stream)."""
-        async for result in self.iterate(lambda _stop: iter([fn(*args, **kwargs)])):
+        async for result in self.iterate(lambda _stop: iter([fn(*args, **kwargs)]),
+                                         background=background):
             return result
         raise RuntimeError("unreachable: a one-item stream ended empty")
 

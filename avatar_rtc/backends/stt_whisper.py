@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from avatar_rtc.backends.base import BackendError, Pcm, Transcript
-from avatar_rtc.backends.worker import ModelWorker
+from avatar_rtc.backends.scheduler import SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,19 @@ def _words(text: str) -> list[str]:
     return ["".join(c for c in word.lower() if c.isalnum()) for word in text.split()]
 
 
-def cut_repeat(text: str) -> str:
+def cut_repeat(text: str, *, anywhere: bool = False) -> str:
     """Drops a loop of the first sentence(s): "Why is the sky blue? Why is the sky".
 
     With a window much shorter than 30 s Whisper transcribes the speech right, then
     starts over. Only an exact repetition that begins at a sentence end is cut, so a
-    person who repeats a phrase inside a sentence keeps every word.
+    person who repeats a phrase inside a sentence keeps every word. `anywhere`: also
+    a loop of two or more words from any word on ("what is the what is the"), for a
+    partial transcript of speech cut short, where a sentence has no end yet.
     """
     raw = text.split()
     words = _words(text)
     for cut in range(1, len(raw)):
-        if raw[cut - 1][-1] not in ".?!":
+        if raw[cut - 1][-1] not in ".?!" and not (anywhere and cut >= 2):
             continue
         rest = words[cut:]
         if all(word == words[i % cut] for i, word in enumerate(rest)):
@@ -162,7 +164,8 @@ class WhisperStt:
         self._language = language or None
         self._beam_size = beam_size
         self._min_window_s = min_window_s
-        self._worker = ModelWorker("stt")
+        # One thread for every call: final transcripts first, partial ones when idle.
+        self._worker = SharedWorker("stt")
 
     def _encode(self, features: np.ndarray, frames: int) -> Any:
         import ctranslate2
@@ -192,19 +195,22 @@ class WhisperStt:
         )[0]
         return tokenizer.decode(result.sequences_ids[0]).strip(), language, result.no_speech_prob
 
-    def _transcribe(self, audio: np.ndarray) -> Transcript:
+    def _transcribe(self, audio: np.ndarray, partial: bool = False) -> Transcript:
         """Encodes only a window that fits the utterance (>= min_window_s) instead of
         Whisper's fixed 30 s: on a CPU the encoder is most of the cost (tiny.en on two
         cores: ~400 ms for 30 s, ~75 ms for 10 s, ~20 ms for 3 s). Short windows make
         Whisper repeat the utterance after transcribing it; the repeat is cut, and any
-        other loop falls back to the full window."""
+        other loop falls back to the full window (a partial transcript, only a head
+        start, is dropped instead)."""
         seconds = len(audio) / 16000
         features = self._model.feature_extractor(audio)
         full = 3000  # 30 s of 10 ms mel frames: Whisper's native input
         fitted = int(min(full, max(self._min_window_s, seconds + 0.5) * 100))
         text, language, no_speech = self._decode(self._encode(features, fitted), seconds)
         if fitted < full:
-            text = cut_repeat(text)
+            text = cut_repeat(text, anywhere=partial)
+            if _looks_repetitive(text) and partial:
+                return Transcript(text="", language=language, audio_s=seconds)
             if _looks_repetitive(text):
                 text, language, no_speech = self._decode(self._encode(features, full),
                                                          seconds)
@@ -212,12 +218,14 @@ class WhisperStt:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
         return Transcript(text=text, language=language, audio_s=seconds)
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
+                         partial: bool = False) -> Transcript:
         if sample_rate != 16000:
             raise BackendError("stt", f"whisper needs 16 kHz audio, got {sample_rate}")
         audio = pcm.astype(np.float32) / 32768.0
         try:
-            return await self._worker.run(self._transcribe, audio)
+            return await self._worker.run(self._transcribe, audio, partial,
+                                          background=partial)
         except BackendError:
             raise
         except Exception as exc:

@@ -9,6 +9,10 @@ task, so the agent stops within one frame whatever the stages are doing.
 Speculation: when the user pauses, a *tentative* turn starts on the utterance so far;
 its audio is held back until the pause is confirmed as the end of the turn (commit).
 If the user speaks on, the tentative turn is cancelled.
+
+Listening ahead: while the user speaks, the LLM evaluates the conversation so far and,
+as partial transcripts come in, the user's first words; the end of the turn leaves it
+only the last words to read.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from avatar_rtc.backends.registry import Backends
 from avatar_rtc.backends.scheduler import urgent
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import (
+    FRAME_MS,
     FRAME_SAMPLES,
     EndOfTurn,
     EndpointConfig,
@@ -54,6 +59,13 @@ log = logging.getLogger(__name__)
 OUTBOUND_RATE = 48000
 
 
+def _as_said(transcript: str) -> str:
+    """Whisper starts some transcripts lower-case, some not, even for the same words:
+    the partial and the final one must agree for the LLM's cache to be reused."""
+    text = transcript.strip()
+    return text[:1].upper() + text[1:]
+
+
 class Playout(Protocol):
     """The outbound audio queue (media.PacedAudioTrack implements it)."""
 
@@ -77,6 +89,7 @@ class ConversationConfig:
     system_prompt: str
     max_history_turns: int = 12
     speculative: bool = True
+    listen_ahead_ms: float = 640.0  # partial transcripts this often mid-speech; 0: none
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
 
@@ -111,6 +124,11 @@ class Conversation:
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
         self._paused_for_user = False
         self._prefill_task: asyncio.Task[None] | None = None
+        self._ahead_task: asyncio.Task[None] | None = None
+        self._ahead_every = (round(config.listen_ahead_ms / FRAME_MS)
+                             if config.listen_ahead_ms > 0 else 0)
+        self._ahead_due = 0  # utterance length (frames) of the next partial transcript
+        self._ahead_words = ""  # the user's words the last prefill evaluated
         self._turn_count = 0
         self._samples_per_char = DEFAULT_SAMPLES_PER_CHAR
         self._closed = False
@@ -133,6 +151,7 @@ class Conversation:
             probability = self._vad.probability(frame.astype(np.float32) / 32768.0)
             for event in self._endpointer.feed(frame, probability, self._clock()):
                 self._on_event(event)
+            self._listen_ahead(probability)
         self._pending = pending[usable:].copy()
 
     def _on_event(self, event: object) -> None:
@@ -148,6 +167,9 @@ class Conversation:
             if self._active is not None:
                 self._interrupt(self._active)
             self._paused_for_user = False
+            self._stop_listening_ahead()
+            self._ahead_due = self._endpointer.speaking_frames + self._ahead_every
+            self._ahead_words = ""
             self._prefill()
         elif isinstance(event, SpeechPaused):
             self._emit({"type": "vad", "speaking": False})
@@ -172,18 +194,18 @@ class Conversation:
 
     # ---- turn lifecycle ------------------------------------------------------------
 
-    def _prefill(self) -> None:
+    def _prefill(self, user_words: str = "") -> None:
         """While the user speaks, the LLM evaluates the conversation so far (the last
-        reply, what was heard of an interrupted one): at the end of the turn only the
-        user's words are left to evaluate."""
+        reply, what was heard of an interrupted one) and the user's words heard so far:
+        at the end of the turn only the rest is left to evaluate."""
         self._stop_prefill()
         context = self._history.context(self._config.system_prompt)
-        self._prefill_task = asyncio.create_task(self._run_prefill(context),
+        self._prefill_task = asyncio.create_task(self._run_prefill(context, user_words),
                                                  name="llm-prefill")
 
-    async def _run_prefill(self, context: list[ChatMessage]) -> None:
+    async def _run_prefill(self, context: list[ChatMessage], user_words: str) -> None:
         try:
-            await self._backends.llm.prefill(context)
+            await self._backends.llm.prefill(context, user_words)
         except Exception as exc:  # only a lost head start: the turn evaluates it all
             log.warning("prefill failed: %s", exc)
 
@@ -193,7 +215,37 @@ class Conversation:
             self._prefill_task.cancel()
             self._prefill_task = None
 
+    def _listen_ahead(self, probability: float) -> None:
+        """Every listen_ahead_ms of speech, while a word is being said (the user is not
+        about to pause), transcribes the utterance so far, one partial at a time."""
+        frames = self._endpointer.speaking_frames
+        if (not self._ahead_every or not frames or frames < self._ahead_due
+                or probability < self._config.endpoint.threshold
+                or (self._ahead_task is not None and not self._ahead_task.done())):
+            return
+        self._ahead_due = frames + self._ahead_every
+        self._ahead_task = asyncio.create_task(
+            self._run_ahead(self._endpointer.utterance_audio()), name="listen-ahead")
+
+    async def _run_ahead(self, audio: Pcm) -> None:
+        try:
+            transcript = await self._backends.stt.transcribe(audio, 16000, partial=True)
+        except Exception as exc:  # only a lost head start
+            log.warning("partial transcript failed: %s", exc)
+            return
+        # The audio ends inside a word: only the words before it are taken as said.
+        words = _as_said(" ".join(transcript.text.split()[:-1]))
+        if words and words != self._ahead_words:
+            self._ahead_words = words
+            self._prefill(words)
+
+    def _stop_listening_ahead(self) -> None:
+        if self._ahead_task is not None:
+            self._ahead_task.cancel()
+            self._ahead_task = None
+
     def _start_turn(self, audio: Pcm, speech_end_at: float) -> Turn:
+        self._stop_listening_ahead()
         self._stop_prefill()
         turn = Turn(audio=audio, speech_end_at=speech_end_at)
         turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
@@ -251,7 +303,7 @@ class Conversation:
         backends = self._backends
         turn.mark("stt_start", self._clock())
         transcript = await backends.stt.transcribe(turn.audio, 16000)
-        turn.user_text = transcript.text.strip()
+        turn.user_text = _as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._announce(turn)
         if not turn.user_text:
@@ -388,11 +440,12 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
-        prefill = self._prefill_task
+        head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
+        self._stop_listening_ahead()
         self._stop_prefill()
-        if prefill is not None:
+        for task in head_start:
             with contextlib.suppress(asyncio.CancelledError):
-                await prefill
+                await task
         tentative = self._tentative
         self._discard_tentative()
         active = self._active

@@ -149,6 +149,15 @@ class Endpointer:
         """True from a confirmed start until the turn ends (pauses included)."""
         return self._state in (_State.SPEAKING, _State.PAUSED)
 
+    @property
+    def speaking_frames(self) -> int:
+        """Frames of the utterance so far while the user is speaking (not paused), else 0."""
+        return len(self._utterance) if self._state is _State.SPEAKING else 0
+
+    def utterance_audio(self) -> Pcm:
+        """The utterance so far (preroll included), for a transcript ahead of its end."""
+        return self._audio(len(self._utterance))
+
     def feed(self, frame: Pcm, probability: float, now: float) -> list[Event]:
         if frame.shape != (FRAME_SAMPLES,):
             raise ValueError(f"endpointing frames are {FRAME_SAMPLES} samples")

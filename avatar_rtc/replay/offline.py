@@ -94,10 +94,11 @@ class _ObservedStt:
     def __init__(self, inner: SpeechToText, activity: Activity) -> None:
         self._inner, self._activity, self.name = inner, activity, inner.name
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
+                         partial: bool = False) -> Transcript:
         self._activity.working += 1
         try:
-            return await self._inner.transcribe(pcm, sample_rate)
+            return await self._inner.transcribe(pcm, sample_rate, partial=partial)
         finally:
             self._activity.working -= 1
 
@@ -126,8 +127,8 @@ class _ObservedLlm:
             self._activity.working -= 1
             await tokens.aclose()  # type: ignore[attr-defined]
 
-    async def prefill(self, context: list[ChatMessage]) -> None:
-        await self._inner.prefill(context)
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+        await self._inner.prefill(context, user_prefix)
 
     async def warmup(self, system_prompt: str = "") -> None:
         await self._inner.warmup(system_prompt)
