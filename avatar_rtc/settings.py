@@ -74,6 +74,9 @@ class VadSettings:
     # The agent pauses its audio after this much user speech, and resumes if the speech
     # turns out shorter than min_speech_ms (a cough, "mhm"). 0 disables pausing.
     barge_in_pause_ms: int = 96
+    # Speech that interrupted the agent ends only after this much silence: people who
+    # cut in often pause mid-thought ("Stop, ... let me ask something else").
+    barge_in_end_silence_ms: int = 800
     # Start STT+LLM+TTS as soon as the user pauses; keep the result only if the pause
     # becomes the end of the turn.
     speculative: bool = True
@@ -227,6 +230,7 @@ class Settings:
             (self.vad.end_silence_ms >= 32, "vad.end_silence_ms must be >= 32"),
             (self.vad.max_utterance_s > 1.0, "vad.max_utterance_s must be > 1"),
             (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
+            (self.vad.barge_in_end_silence_ms >= 32, "vad.barge_in_end_silence_ms must be >= 32"),
             (self.vad.listen_ahead_ms == 0 or self.vad.listen_ahead_ms >= 100,
              "vad.listen_ahead_ms must be 0 (off) or >= 100"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),

@@ -165,7 +165,7 @@ async def test_barge_in_stops_audio_within_a_frame_and_keeps_only_heard_text() -
         assert tail and all(np.abs(f).max() == 0 for f in tail)
         # The next turn sees the cut reply, marked interrupted.
         llm.reply = "Sure."
-        await h.say(silence(0.5))
+        await h.say(silence(0.9))  # speech that interrupted ends after 800 ms of silence
         await h.wait_for("turn_end", 2)
         assistant = llm.requests[1][-2]
         assert assistant.role == "assistant"
@@ -254,6 +254,27 @@ async def test_wait_comma_stop_interrupts_without_resuming_in_the_comma() -> Non
         quiet = h.sent_frames[frames_paused + 3 : frames_cut]
         loud = [i for i, f in enumerate(quiet) if np.abs(f).max() > 0]
         assert len(quiet) > 20 and not loud, loud  # the comma alone is 25 frames
+
+
+async def test_a_barge_in_with_a_pause_in_it_is_one_turn() -> None:
+    """"Stop, ... let me ask something else": the pause after "Stop," is longer than
+    end_silence (Piper's comma: 530 ms), but speech that interrupted ends later."""
+    llm = FakeLlm(reply="This is a long answer that keeps going and going. " * 3)
+    stt, tts = FakeStt(), FakeTts(seconds_per_char=0.06)
+    async with harness(llm=llm, stt=stt, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        await asyncio.sleep(0.3)
+        llm.reply = "Sure."
+        await h.say(np.concatenate([tone(0.4), silence(0.55), tone(0.4), silence(1.0)]))
+        await h.wait_for("turn_end", 2)
+        assert h.of_type("turn_end")[0]["interrupted"] is True
+        # One turn of both parts, not "Stop," answered and cut off by the rest.
+        assert len(h.of_type("user_transcript")) == 2
+        assert stt.calls[-1] >= 16 * (400 + 550 + 400)
+        # The next turn, with the agent quiet, ends after the usual silence again.
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("user_transcript", 3)
 
 
 async def test_a_backend_crash_reports_an_error_and_the_agent_keeps_listening() -> None:

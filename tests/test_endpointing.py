@@ -122,6 +122,19 @@ def test_the_speech_so_far_is_offered_only_while_the_user_speaks() -> None:
     assert d.ep.speaking_frames == PREROLL + MIN_SPEECH + 6
 
 
+def test_a_turn_held_open_ends_after_the_longer_silence_once() -> None:
+    d = Driver()
+    d.feed([1.0] * (MIN_SPEECH + 2))
+    d.ep.hold_turn_open()  # this speech interrupted the agent: 800 ms -> 25 frames
+    d.feed([0.0] * (BLIP_GAP - 1))
+    assert d.of(EndOfTurn) == []
+    assert kinds(d.feed([0.0])) == ["EndOfTurn"]
+    d.feed([1.0] * (MIN_SPEECH + 2))
+    d.feed([0.0] * (END_SILENCE - 1))
+    assert len(d.of(EndOfTurn)) == 1
+    assert kinds(d.feed([0.0])) == ["EndOfTurn"]
+
+
 def test_min_speech_counts_non_consecutive_speech_frames() -> None:
     # Gaps shorter than the blip gap do not reset the onset count.
     d = Driver()

@@ -166,6 +166,7 @@ class Conversation:
             self._emit({"type": "vad", "speaking": True})
             if self._active is not None:
                 self._interrupt(self._active)
+                self._endpointer.hold_turn_open()
             self._paused_for_user = False
             self._stop_listening_ahead()
             self._ahead_due = self._endpointer.speaking_frames + self._ahead_every

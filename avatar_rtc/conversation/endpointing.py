@@ -52,6 +52,9 @@ class EndpointConfig:
     max_utterance_s: float = 20.0
     preroll_ms: float = 200.0
     pause_after_ms: float = 96.0  # 0: never emit SpeechProbable
+    # Someone who just interrupted the agent often pauses mid-thought ("Stop, ... let
+    # me ask something else"): their turn ends only after this much silence.
+    barge_in_end_silence_ms: float = 800.0
 
     @classmethod
     def from_settings(cls, vad: VadSettings) -> EndpointConfig:
@@ -63,6 +66,7 @@ class EndpointConfig:
             max_utterance_s=vad.max_utterance_s,
             preroll_ms=vad.preroll_ms,
             pause_after_ms=vad.barge_in_pause_ms,
+            barge_in_end_silence_ms=vad.barge_in_end_silence_ms,
         )
 
 
@@ -143,11 +147,18 @@ class Endpointer:
         self._pause_index = 0
         self._speech_end_at = 0.0
         self._probable_sent = False
+        self._end_silence_now = self._end_silence  # this utterance's
 
     @property
     def in_speech(self) -> bool:
         """True from a confirmed start until the turn ends (pauses included)."""
         return self._state in (_State.SPEAKING, _State.PAUSED)
+
+    def hold_turn_open(self) -> None:
+        """This utterance interrupted the agent: it ends only after
+        barge_in_end_silence_ms of silence (the next one is back to end_silence_ms)."""
+        self._end_silence_now = max(self._end_silence,
+                                    _frames(self.config.barge_in_end_silence_ms))
 
     @property
     def speaking_frames(self) -> int:
@@ -215,7 +226,7 @@ class Endpointer:
                 events.append(SpeechResumed(now))
             else:
                 self._silence += 1
-                if self._silence >= self._end_silence:
+                if self._silence >= self._end_silence_now:
                     audio = self._audio(self._pause_index)
                     events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
                     self._reset()
