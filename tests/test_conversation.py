@@ -231,6 +231,25 @@ async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:
         assert len(h.of_type("user_transcript")) == 1
 
 
+async def test_speech_before_the_reply_is_heard_holds_its_first_chunk() -> None:
+    """The user starts talking while the agent is still quiet (its first audio is
+    late): the audio that arrives meanwhile waits, and plays if it was a cough."""
+    tts = FakeTts(seconds_per_char=0.03, delay_s=0.5)
+    async with harness(tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.3)]))
+        await h.wait_for("state")  # "thinking": committed, nothing heard yet
+        assert not h.track.is_playing
+        sent = len(h.sent_frames)
+        await h.say(tone(0.1))  # under min_speech: a cough, or the start of speech
+        await h.say(silence(0.6))  # the first chunk arrives while it is undecided
+        held = h.sent_frames[sent:]
+        assert h.track.is_playing and not [f for f in held if np.abs(f).max() > 0]
+        await h.say(silence(0.4))  # 800 ms of quiet: it was a cough, the reply plays
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+        assert end["interrupted"] is False and end["spoken_text"] == end["reply_text"].strip()
+
+
 async def test_wait_comma_stop_interrupts_without_resuming_in_the_comma() -> None:
     """Two words, each shorter than min_speech, with a pause between ("Wait, stop"):
     together they are a barge-in, and the agent stays quiet from the first one on."""

@@ -152,8 +152,12 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     data = json.loads((out / "timeline.json").read_text())
     first, barge = data["turns"]
     assert first["interrupted"] and barge["role"] == "barge-in" and barge["error"] is None
-    # 0: the agent was between two sentences at the onset (quiet already).
-    assert 0 <= first["barge_in_pause_ms"] <= first["barge_in_reaction_ms"] < 1500
+    # 0: the agent was between two sentences at the onset (quiet already). It went quiet
+    # soon (the bench measures how soon) and stopped for good before the user finished
+    # talking over it ("Stop." alone may be too short to count: Piper varies run to run).
+    assert 0 <= first["barge_in_pause_ms"] <= first["barge_in_reaction_ms"]
+    assert first["barge_in_pause_ms"] < 1000
+    assert first["barge_in_reaction_ms"] < 1000 * (barge["user_end_s"] - barge["user_start_s"])
     assert first["spoken_text"] and len(first["spoken_text"]) < len(first["reply_text"].strip())
     # The agent had begun its reply when the barge-in began (on a loaded runner the onset
     # may fall in a pause between two sentences, so its audio may have ended already).

@@ -156,7 +156,8 @@ class Conversation:
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, SpeechProbable):
-            if self._active is not None and self._playout.is_playing:
+            # Also between two chunks, or before the first: the next one waits too.
+            if self._active is not None:
                 self._playout.pause()
                 self._paused_for_user = True
         elif isinstance(event, SpeechFalseStart):
