@@ -209,9 +209,9 @@ class WhisperStt:
         text, language, no_speech = self._decode(self._encode(features, fitted), seconds)
         if fitted < full:
             text = cut_repeat(text, anywhere=partial)
-            if _looks_repetitive(text) and partial:
-                return Transcript(text="", language=language, audio_s=seconds)
             if _looks_repetitive(text):
+                if partial:
+                    return Transcript(text="", language=language, audio_s=seconds)
                 text, language, no_speech = self._decode(self._encode(features, full),
                                                          seconds)
         if no_speech > 0.8 and len(text.split()) <= 2:

@@ -125,8 +125,7 @@ class Conversation:
         self._paused_for_user = False
         self._prefill_task: asyncio.Task[None] | None = None
         self._ahead_task: asyncio.Task[None] | None = None
-        self._ahead_every = (round(config.listen_ahead_ms / FRAME_MS)
-                             if config.listen_ahead_ms > 0 else 0)
+        self._ahead_every = max(0, round(config.listen_ahead_ms / FRAME_MS))  # frames
         self._ahead_due = 0  # utterance length (frames) of the next partial transcript
         self._ahead_words = ""  # the user's words the last prefill evaluated
         self._turn_count = 0
@@ -169,9 +168,7 @@ class Conversation:
                 self._interrupt(self._active)
                 self._endpointer.hold_turn_open()
             self._paused_for_user = False
-            self._stop_listening_ahead()
-            self._ahead_due = self._endpointer.speaking_frames + self._ahead_every
-            self._ahead_words = ""
+            self._start_listening_ahead()
             self._prefill()
         elif isinstance(event, SpeechPaused):
             self._emit({"type": "vad", "speaking": False})
@@ -216,6 +213,12 @@ class Conversation:
         if self._prefill_task is not None:
             self._prefill_task.cancel()
             self._prefill_task = None
+
+    def _start_listening_ahead(self) -> None:
+        """A new utterance: its first partial transcript comes listen_ahead_ms on."""
+        self._stop_listening_ahead()
+        self._ahead_due = self._endpointer.speaking_frames + self._ahead_every
+        self._ahead_words = ""
 
     def _listen_ahead(self, probability: float) -> None:
         """Every listen_ahead_ms of speech, while a word is being said (the user is not

@@ -128,6 +128,8 @@ class Endpointer:
         self.config = config
         self._min_speech = _frames(config.min_speech_ms)
         self._end_silence = _frames(config.end_silence_ms)
+        self._barge_in_end_silence = max(self._end_silence,
+                                         _frames(config.barge_in_end_silence_ms))
         self._pause_after = _frames(config.pause_after_ms) if config.pause_after_ms > 0 else 0
         self._blip_gap = _frames(_BLIP_GAP_MS)
         self._max_frames = _frames(config.max_utterance_s * 1000)
@@ -157,8 +159,7 @@ class Endpointer:
     def hold_turn_open(self) -> None:
         """This utterance interrupted the agent: it ends only after
         barge_in_end_silence_ms of silence (the next one is back to end_silence_ms)."""
-        self._end_silence_now = max(self._end_silence,
-                                    _frames(self.config.barge_in_end_silence_ms))
+        self._end_silence_now = self._barge_in_end_silence
 
     @property
     def speaking_frames(self) -> int:
