@@ -76,6 +76,7 @@ def conversation_config(s: Settings) -> ConversationConfig:
         max_history_turns=s.llm.max_history_turns,
         speculative=s.vad.speculative,
         listen_ahead_ms=s.vad.listen_ahead_ms,
+        speak_ahead_s=s.tts.speak_ahead_s,
         chunker=ChunkerConfig(
             first_chunk_min_chars=s.tts.first_chunk_min_chars,
             first_chunk_max_chars=s.tts.first_chunk_max_chars,

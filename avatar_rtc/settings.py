@@ -50,6 +50,9 @@ class ServerSettings:
     # server's ears are VAD and STT, not a person: 1 frame is enough on most networks.
     inbound_jitter_frames: int = 1
     metrics: bool = True  # Prometheus text at GET /metrics
+    # Local CPU models (Whisper, llama.cpp, Piper) run one step at a time, the most
+    # urgent first, each on all its threads. Off: they run side by side (many cores).
+    models_take_turns: bool = True
 
 
 @dataclass
@@ -133,6 +136,9 @@ class TtsSettings:
     voice: str = "joe-medium"
     speed: float = 1.0
     threads: int = 2  # the LLM is held while the first chunk is synthesized
+    # Chunks after the first are synthesized (and the LLM writes on) only when less
+    # than this much of the reply is left to play. 0: as fast as the models go.
+    speak_ahead_s: float = 3.0
     device: str = "cuda"  # f5-tts and cosyvoice: "cuda", "cuda:N" or "cpu"
     profile_cache_size: int = 32  # prepared reference clips kept per cloning backend
     crossfade_ms: float = 150.0  # overlap where two synthesized pieces of a sentence meet
@@ -251,6 +257,7 @@ class Settings:
             (_is_device(self.tts.device), "tts.device: cpu, cuda or cuda:N"),
             (self.tts.profile_cache_size >= 1, "tts.profile_cache_size must be >= 1"),
             (0.0 <= self.tts.crossfade_ms <= 1000.0, "tts.crossfade_ms must be 0-1000"),
+            (self.tts.speak_ahead_s >= 0, "tts.speak_ahead_s must be >= 0"),
             (1 <= self.tts.f5_nfe_step <= 128, "tts.f5_nfe_step must be 1-128"),
             (0.0 < self.gpu.max_memory_fraction <= 1.0,
              "gpu.max_memory_fraction must be above 0 and at most 1"),

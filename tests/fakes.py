@@ -7,7 +7,8 @@ content predictable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,10 @@ from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate, Pcm, Tr
 from avatar_rtc.backends.registry import Backends
 
 RATE = 16000
+
+# A reply long enough to talk over, with no sentence said twice (a repeated sentence
+# ends a reply: see Conversation._say).
+LONG_REPLY = " ".join(f"Here is sentence number {i} of a long reply." for i in range(20))
 
 
 def tone(seconds: float, rate: int = RATE, freq: float = 300.0, amp: float = 0.3) -> Pcm:
@@ -80,7 +85,8 @@ class FakeLlm:
     prefixes: list[str] = field(default_factory=list)  # the user_prefix of each prefill
     cancelled: int = 0
     completed: int = 0
-    held_waits: int = 0  # times generation waited for the first chunk's TTS
+    held_waits: int = 0  # times generation waited at the turn's gate
+    held_s: float = 0.0  # and how long in all
     name: str = "fake-llm"
 
     async def stream(
@@ -96,10 +102,12 @@ class FakeLlm:
         async def produce() -> None:
             for word in self.reply.split(" "):
                 await asyncio.sleep(self.token_delay_s)
-                if gate is not None and gate.held:
+                if gate is not None and not gate.is_open():
                     self.held_waits += 1
-                    while gate.held:  # noqa: ASYNC110 - the gate is a threading.Event
+                    since = time.monotonic()
+                    while not gate.is_open():  # noqa: ASYNC110 - read as llama.cpp does
                         await asyncio.sleep(0.001)
+                    self.held_s += time.monotonic() - since
                 queue.put_nowait(word + " ")
             queue.put_nowait(None)
 
@@ -136,9 +144,12 @@ class FakeTts:
     name: str = "fake-tts"
 
     delay_s: float = 0.005
+    on_text: Callable[[str], None] | None = None  # called as each synthesis starts
 
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
         self.texts.append(text)
+        if self.on_text is not None:
+            self.on_text(text)
         await asyncio.sleep(self.delay_s)
         yield tone(len(text) * self.seconds_per_char, self.sample_rate, freq=200.0)
 

@@ -127,6 +127,58 @@ async def test_the_llm_waits_while_the_first_chunk_is_synthesized() -> None:
         assert h.of_type("turn_end")[0]["spoken_text"] == llm.reply
 
 
+async def test_later_chunks_are_synthesized_just_in_time() -> None:
+    """Chunks after the first wait until less than speak_ahead_s is left to play, and
+    the LLM waits with them; the reply still plays whole."""
+    reply = ("The first sentence is a fairly long one to speak. The second one is also "
+             "quite long for a test. The third sentence is here. The fourth sentence is "
+             "about tea. The fifth sentence closes this short reply.")
+    llm = FakeLlm(reply=reply, token_delay_s=0.02)  # would finish in 1 s, unpaced
+    tts = FakeTts(seconds_per_char=0.02)  # ~1 s of audio per sentence
+    config = dataclasses.replace(CONFIG, speak_ahead_s=0.4)
+    queued_at_start: list[float] = []
+    async with harness(config, llm=llm, tts=tts) as h:
+        tts.on_text = lambda _text: queued_at_start.append(h.track.queued_samples / 48000)
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+        assert h.of_type("turn_end")[0]["spoken_text"] == reply
+    assert len(queued_at_start) == 5, tts.texts
+    # Each later chunk started with at most speak_ahead_s (and a frame) still queued,
+    # though the LLM and TTS could have made them all in a few milliseconds.
+    assert all(left <= 0.4 + 0.025 for left in queued_at_start[1:]), queued_at_start
+    assert max(queued_at_start[1:]) > 0.2, queued_at_start  # ... and not late: no gap
+    assert llm.held_s > 0.5  # the LLM waited for the playout too
+
+
+async def test_without_pacing_every_chunk_is_synthesized_at_once() -> None:
+    reply = "The first sentence is a fairly long one to speak. The second one is long too."
+    tts = FakeTts(seconds_per_char=0.02)
+    config = dataclasses.replace(CONFIG, speak_ahead_s=0.0)
+    queued_at_start: list[float] = []
+    llm = FakeLlm(reply=reply, token_delay_s=0.03)
+    async with harness(config, llm=llm, tts=tts) as h:
+        tts.on_text = lambda _text: queued_at_start.append(h.track.queued_samples / 48000)
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+    assert max(queued_at_start[1:]) > 0.5, queued_at_start
+    assert llm.held_s < 0.1
+
+
+async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
+    llm = FakeLlm(reply="I am sorry for that. I can help with tea. I am sorry for that. "
+                        "I am sorry for that. I am sorry for that.", token_delay_s=0.001)
+    tts = FakeTts()
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+    assert end["spoken_text"] == "I am sorry for that. I can help with tea."
+    assert end["reply_text"] == end["spoken_text"]  # the history keeps no loop
+    assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
+    assert llm.cancelled == 1  # generation stopped on the backend
+    assert tts.texts == ["I am sorry for that.", "I can help with tea."]
+
+
 async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:
     stt, llm = FakeStt(), FakeLlm()
     async with harness(stt=stt, llm=llm) as h:

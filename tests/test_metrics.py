@@ -19,7 +19,7 @@ from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.logs import setup_logging
 from avatar_rtc.metrics import STAGES, Metrics, error_stage
 from tests.fake_server import ClientFactory, base_url, settings_for, start
-from tests.fakes import FakeLlm, FakeTts, tone
+from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, tone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -141,7 +141,7 @@ async def test_interruptions_and_failed_stages_are_counted(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     client, _ = await start(aiohttp_client, settings_for(tmp_path),
-                            llm=FakeLlm(reply="A very long reply that goes on. " * 20),
+                            llm=FakeLlm(reply=LONG_REPLY),
                             tts=FakeTts(seconds_per_char=0.05))
     async with Caller(base_url(client)) as caller:
         said = caller.say(question(), 48000)

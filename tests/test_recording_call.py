@@ -16,7 +16,7 @@ from avatar_rtc.caller import Caller
 from avatar_rtc.storage import CallRecord, Store, TurnRecord, default_url
 from tests.conftest import LiveServer
 from tests.fake_server import ClientFactory, base_url, settings_for
-from tests.fakes import FakeLlm, FakeTts, fake_backends, tone
+from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, fake_backends, tone
 from tests.speech import speak, with_silence
 from tests.test_recorder import decode, envelope
 
@@ -134,7 +134,7 @@ async def test_a_real_call_records_both_sides_on_one_timeline(live_server: LiveS
 async def test_a_peer_vanishing_mid_reply_leaves_finalized_files_cut_where_it_went(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    llm = FakeLlm(reply="A very long reply that goes on. " * 20)
+    llm = FakeLlm(reply=LONG_REPLY)
     app = create_app(settings_for(tmp_path), backends=fake_backends(
         llm=llm, tts=FakeTts(seconds_per_char=0.05)))
     client = await aiohttp_client(app)
@@ -175,7 +175,7 @@ async def test_server_shutdown_mid_call_finalizes_and_stores_the_recording(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
     app = create_app(settings_for(tmp_path), backends=fake_backends(
-        llm=FakeLlm(reply="A very long reply that goes on. " * 20),
+        llm=FakeLlm(reply=LONG_REPLY),
         tts=FakeTts(seconds_per_char=0.05)))
     client = await aiohttp_client(app)
     await asyncio.wait_for(app[STATE].ready.wait(), 10)

@@ -31,7 +31,7 @@ from avatar_rtc.replay.timeline import OriginalTurn, TimelineTurn
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
 from avatar_rtc.routes import conversation_config
 from tests.conftest import LiveServer
-from tests.fakes import FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
+from tests.fakes import LONG_REPLY, FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
 from tests.replay_audio import encode
 from tests.speech import speak, word_error_rate
 
@@ -141,7 +141,7 @@ async def test_real_time_mode_takes_the_recording_s_own_time() -> None:
 async def test_talking_over_the_reply_interrupts_it_offline_too() -> None:
     pcm = np.concatenate([silence(0.5), tone(0.6), silence(1.5), tone(0.8), silence(2.0)])
     timeline = await replay_offline(
-        fake_backends(llm=FakeLlm(reply="A very long reply that goes on. " * 10),
+        fake_backends(llm=FakeLlm(reply=LONG_REPLY),
                       tts=FakeTts(seconds_per_char=0.05)),
         fake_config(), AudioSource("barge", pcm, 16000), source="barge", fast=True)
     first = timeline.turns[0]

@@ -14,7 +14,7 @@ from aiortc import RTCPeerConnection
 from avatar_rtc.app import STATE, create_app
 from avatar_rtc.caller import Caller, CallerError
 from tests.fake_server import ClientFactory, base_url, settings_for, start
-from tests.fakes import FakeLlm, FakeTts, tone
+from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, tone
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -161,10 +161,13 @@ async def test_a_peer_vanishing_mid_reply_stores_the_turn_cut_off(
     aiohttp_client: ClientFactory, tmp_path: Path, generated: bool
 ) -> None:
     # all-queued: the whole reply is synthesized and waiting in the outbound queue
-    # when the peer goes, so only the playout knows it was never heard.
-    llm = FakeLlm(reply="A very long reply that goes on. " * 20,
-                  token_delay_s=0.0005 if generated else 0.005)
-    client, app = await start(aiohttp_client, settings_for(tmp_path), llm=llm,
+    # when the peer goes (no just-in-time pacing), so only the playout knows it was
+    # never heard. mid-generation: paced, most of the reply is not written yet.
+    llm = FakeLlm(reply=LONG_REPLY, token_delay_s=0.0005 if generated else 0.005)
+    settings = settings_for(tmp_path)
+    if generated:
+        settings.tts.speak_ahead_s = 0.0
+    client, app = await start(aiohttp_client, settings, llm=llm,
                               tts=FakeTts(seconds_per_char=0.05))
     caller = Caller(base_url(client))
     await caller.connect()

@@ -6,7 +6,7 @@ real models built by `avatar_rtc.backends.registry`.
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -56,30 +56,38 @@ class Transcript:
 
 
 class CpuGate:
-    """Lets the conversation hold a local model between tokens while a more urgent
-    stage uses the CPU: on 2 cores, the first chunk's TTS must not share them with the
-    LLM writing chunks that won't play for seconds. Remote backends ignore it."""
+    """Lets the conversation hold its reply's local LLM between tokens.
 
-    # A model thread never waits longer than this, whatever the conversation does.
+    Held while the reply's first chunk is synthesized: on 2 cores that TTS must not
+    share them with the LLM writing chunks that won't play for seconds (never longer
+    than MAX_WAIT_S, whatever the conversation does). Paced while the reply is far
+    enough ahead of its playout: the CPU goes to calls waiting for their first words.
+    Set on the event loop, read on a model thread. Remote backends ignore it.
+    """
+
     MAX_WAIT_S = 2.0
 
     def __init__(self) -> None:
-        self._open = threading.Event()
-        self._open.set()
+        self._held_at: float | None = None
+        self.paced = False
 
     def hold(self) -> None:
-        self._open.clear()
+        if self._held_at is None:
+            self._held_at = time.monotonic()
 
     def release(self) -> None:
-        self._open.set()
+        self._held_at = None
 
     @property
     def held(self) -> bool:
-        return not self._open.is_set()
+        return self._held_at is not None
 
-    def wait(self) -> None:
-        """Called on a model thread between work items."""
-        self._open.wait(self.MAX_WAIT_S)
+    def is_open(self) -> bool:
+        """May the LLM take its next step?"""
+        if self.paced:
+            return False
+        held_at = self._held_at
+        return held_at is None or time.monotonic() - held_at > self.MAX_WAIT_S
 
 
 class VadStream(Protocol):

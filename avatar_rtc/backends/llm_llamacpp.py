@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.scheduler import SharedWorker
+from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class LlamaCppLlm:
         temperature: float = 0.2,
         seed: int = 0,
         max_contexts: int = 4,
+        cpu: CpuTurns | None = None,
     ) -> None:
         path = Path(model_path) if model_path else packaged_model_path()
         if not path.is_file():
@@ -155,7 +156,7 @@ class LlamaCppLlm:
         self._seed = seed
         self._vocab = self._contexts[0].llama  # tokenizes for every context
         self._prompter = _Prompter(self._vocab)
-        self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS)
+        self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
 
     def _load(self) -> Any:
         from llama_cpp import Llama
@@ -233,20 +234,12 @@ class LlamaCppLlm:
             context.busy = False
 
     def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
-        """Waits for a free context, then steps aside while the turn's gate is held
-        (never longer than CpuGate.MAX_WAIT_S)."""
-        held_since = 0.0
+        """Waits for a free context, then steps aside while the turn's gate is shut."""
 
         def ready() -> bool:
-            nonlocal held_since
             if not slot and not self._can_start():
                 return False
-            if gate is None or not gate.held:
-                held_since = 0.0
-                return True
-            now = time.monotonic()
-            held_since = held_since or now
-            return now - held_since > CpuGate.MAX_WAIT_S
+            return gate is None or gate.is_open()
 
         return ready
 

@@ -20,6 +20,7 @@ from avatar_rtc.backends.base import (
     TextToSpeech,
     VoiceActivityModel,
 )
+from avatar_rtc.backends.scheduler import CpuTurns
 from avatar_rtc.backends.worker import ModelWorker
 from avatar_rtc.settings import Settings
 
@@ -54,6 +55,7 @@ def _build(settings: Settings) -> Backends:
     from avatar_rtc.backends.vad_silero import SileroVad
 
     data_dir = Path(settings.storage.data_dir)
+    cpu = CpuTurns() if settings.server.models_take_turns else None
     vad = SileroVad()
     stt = WhisperStt(
         settings.stt.model,
@@ -64,6 +66,7 @@ def _build(settings: Settings) -> Backends:
         language=settings.stt.language,
         beam_size=settings.stt.beam_size,
         min_window_s=settings.stt.min_window_s,
+        cpu=cpu if settings.stt.device == "cpu" else None,
     )
     llm: LanguageModel
     if settings.llm.backend == "openai":
@@ -91,8 +94,9 @@ def _build(settings: Settings) -> Backends:
             seed=settings.llm.seed,
             # One KV cache per call in flight, so no call evicts another's.
             max_contexts=settings.server.max_calls,
+            cpu=cpu,
         )
-    tts, status = build_tts(settings)
+    tts, status = build_tts(settings, cpu)
     admission = Admission(
         max_calls=settings.server.max_calls,
         max_memory_fraction=settings.gpu.max_memory_fraction,
@@ -102,8 +106,8 @@ def _build(settings: Settings) -> Backends:
     return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission)
 
 
-def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker]
-                   ) -> TextToSpeech:
+def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker],
+                   cpu: CpuTurns | None = None) -> TextToSpeech:
     from avatar_rtc.models_download import COSYVOICE, F5_CKPT, VOCOS, default_path
 
     s = settings.tts
@@ -112,7 +116,7 @@ def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker
         from avatar_rtc.backends.tts_piper import PiperTts
 
         return PiperTts(s.voice, voices_dir=data_dir / "voices", threads=s.threads,
-                        speed=s.speed)
+                        speed=s.speed, cpu=cpu)
     if s.device not in workers:
         workers[s.device] = ModelWorker(f"tts-{s.device}")
     worker = workers[s.device]
@@ -141,7 +145,8 @@ def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker
     raise BackendError("tts", f"unknown TTS backend {name!r}")
 
 
-def build_tts(settings: Settings) -> tuple[TextToSpeech, dict[str, str]]:
+def build_tts(settings: Settings, cpu: CpuTurns | None = None
+              ) -> tuple[TextToSpeech, dict[str, str]]:
     """Loads tts.backend (its failure fails startup) and tts.backends (a failure there
     is logged and reported in /health; calls whose profile needs it get that reason)."""
     from avatar_rtc.backends.tts_router import TtsRouter
@@ -153,7 +158,7 @@ def build_tts(settings: Settings) -> tuple[TextToSpeech, dict[str, str]]:
     workers: dict[str, ModelWorker] = {}
     for name in wanted:
         try:
-            loaded[name] = _build_one_tts(name, settings, workers)
+            loaded[name] = _build_one_tts(name, settings, workers, cpu)
         except BackendError as exc:
             if name == default:
                 raise

@@ -6,6 +6,10 @@ the thread advances the streams one item (a token, a sentence of audio) at a tim
 and always picks the most urgent ready one: a reply that has not reached its first
 audio goes before replies that are already playing and have seconds of audio queued;
 those take turns.
+
+On a small CPU the models also take turns with each other (CpuTurns): one step of one
+model at a time, the most urgent first, instead of two models' thread pools fighting
+over the same cores.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextvars
 import itertools
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -39,6 +44,11 @@ def urgent(flag: bool = True) -> Iterator[None]:
         URGENT.reset(token)
 
 
+# (class, time): 0 urgent, 1 playing, 2 background; then the oldest (or longest idle).
+Rank = tuple[int, float]
+_NOTHING_READY: Rank = (3, float("inf"))
+
+
 @dataclass(eq=False)
 class _Stream:
     produce: Callable[[threading.Event], Iterator[Any]]
@@ -47,20 +57,73 @@ class _Stream:
     urgent: bool
     urgent_items: int
     background: bool
-    seq: int
+    # Monotonic times, comparable across models (CpuTurns ranks every model's streams).
+    created: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     iterator: Iterator[Any] | None = None
     items: int = 0
-    last_step: int = -1
+    last_step: float = 0.0
 
-    def rank(self) -> tuple[int, int]:
+    def rank(self) -> Rank:
         # Urgent streams first, oldest first; the rest take turns (round robin), so a
         # long reply never starves another call's next sentence. Background work last.
         if self.background:
-            return (2, self.seq)
+            return (2, self.created)
         if self.urgent or self.items < self.urgent_items:
-            return (0, self.seq)
-        return (1, self.last_step)
+            return (0, self.created)
+        return (1, self.last_step or self.created)
+
+
+class CpuTurns:
+    """The local models take turns on the CPU: one step (a token, a sentence of audio,
+    a transcript) at a time, the model with the most urgent ready stream first.
+
+    Each model spreads its step over every core. Two at once (a reply's first chunk
+    of TTS beside another call's next LLM token) share the cores badly: their thread
+    pools spin at barriers while the other holds a core, and the urgent step runs
+    several times slower. Shared by the models of one process; remote and GPU models
+    don't take part.
+    """
+
+    # Waiting models re-rank this often: their streams come, go and get ready.
+    RERANK_S = 0.01
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: dict[int, Callable[[], Rank]] = {}
+        self._tickets = itertools.count()
+
+    @contextlib.contextmanager
+    def turn(self, rank: Callable[[], Rank]) -> Iterator[Callable[[Rank], bool]]:
+        """Waits until no other model waits with a more urgent stream. `rank` is asked
+        again while waiting: ranked once, a model waiting with background work would
+        hold back the urgent stream that came to it meanwhile.
+
+        Yields `keep(rank)`: after a step, may the model take another without letting
+        go? (Let go, a model's next urgent token could lose the CPU to another model's
+        sentence in the moment before it asks again.)"""
+        ticket = next(self._tickets)
+        with self._cond:
+            self._waiting[ticket] = rank
+            while self._busy or not self._is_next(ticket):
+                self._cond.wait(self.RERANK_S)
+            del self._waiting[ticket]
+            self._busy = True
+        try:
+            yield self._keep
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _keep(self, rank: Rank) -> bool:
+        with self._cond:
+            return all(rank <= waiting() for waiting in self._waiting.values())
+
+    def _is_next(self, ticket: int) -> bool:
+        ranked = {t: (rank(), t) for t, rank in self._waiting.items()}
+        return min(ranked.values())[1] == ticket
 
 
 class SharedWorker:
@@ -69,15 +132,16 @@ class SharedWorker:
     `urgent_items`: a stream counts as urgent until it has produced this many items
     (an LLM reply's first tokens), or for its whole life if started under `urgent()`.
     `ready` lets a stream step aside (its turn's CPU gate is held) without blocking
-    the thread for the others.
+    the thread for the others. `cpu`: the turns this model takes with the other local
+    models (none: it steps whenever it has work).
     """
 
-    def __init__(self, name: str, *, urgent_items: int = 0) -> None:
+    def __init__(self, name: str, *, urgent_items: int = 0,
+                 cpu: CpuTurns | None = None) -> None:
         self.name = name
         self._urgent_items = urgent_items
+        self._cpu = cpu
         self._streams: list[_Stream] = []
-        self._seq = itertools.count()
-        self._steps = itertools.count()
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"avatar-{name}", daemon=True)
@@ -123,7 +187,6 @@ class SharedWorker:
             urgent=URGENT.get(),
             urgent_items=self._urgent_items,
             background=background,
-            seq=next(self._seq),
         )
         with self._wake:
             self._streams.append(stream)
@@ -154,6 +217,12 @@ class SharedWorker:
                 ready.append(stream)
         return min(ready, key=_Stream.rank, default=None)
 
+    def _best_rank(self) -> Rank:
+        """The rank of the stream `_pick` would choose now (no side effects)."""
+        with self._wake:
+            ranks = [s.rank() for s in self._streams if not s.stop.is_set() and s.ready()]
+        return min(ranks, default=_NOTHING_READY)
+
     def _loop(self) -> None:
         while True:
             with self._wake:
@@ -167,7 +236,18 @@ class SharedWorker:
                     # Gated streams are polled: their gate opens on another thread.
                     self._wake.wait(0.01 if self._streams else None)
                     stream = None if self._closed else self._pick()
-            self._step(stream)
+            if self._cpu is None:
+                self._step(stream)
+                continue
+            with self._cpu.turn(self._best_rank) as keep:
+                while True:
+                    with self._wake:  # streams came, went or got ready while it waited
+                        stream = None if self._closed else self._pick()
+                    if stream is None:
+                        break
+                    self._step(stream)
+                    if not keep(self._best_rank()):
+                        break
 
     def _step(self, stream: _Stream) -> None:
         try:
@@ -181,7 +261,7 @@ class SharedWorker:
             self._drop(stream, exc)
             return
         stream.items += 1
-        stream.last_step = next(self._steps)
+        stream.last_step = time.monotonic()
         stream.deliver(item, None)
 
     def _drop(self, stream: _Stream, error: BaseException | None) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from avatar_rtc.backends.base import BackendError, Pcm, Transcript
-from avatar_rtc.backends.scheduler import SharedWorker
+from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class WhisperStt:
         language: str = "en",
         beam_size: int = 1,
         min_window_s: float = 3.0,
+        cpu: CpuTurns | None = None,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -165,7 +166,7 @@ class WhisperStt:
         self._beam_size = beam_size
         self._min_window_s = min_window_s
         # One thread for every call: final transcripts first, partial ones when idle.
-        self._worker = SharedWorker("stt")
+        self._worker = SharedWorker("stt", cpu=cpu)
 
     def _encode(self, features: np.ndarray, frames: int) -> Any:
         import ctranslate2

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 
 from avatar_rtc.backends.base import BackendError, Pcm, Voice
-from avatar_rtc.backends.scheduler import SharedWorker
+from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def find_voices(voices_dir: Path | None) -> dict[str, Path]:
 
 class PiperTts:
     def __init__(self, default_voice: str, *, voices_dir: Path | None, threads: int = 1,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, cpu: CpuTurns | None = None) -> None:
         from piper import PiperVoice
 
         self._piper_voice = PiperVoice
@@ -64,7 +64,7 @@ class PiperTts:
         self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
         self.name = f"piper {default_voice}"
         # Shared by every call; a reply's first chunk (urgent) jumps the queue.
-        self._worker = SharedWorker("tts")
+        self._worker = SharedWorker("tts", cpu=cpu)
 
     def _load(self, name: str) -> object:
         with self._lock:

@@ -66,6 +66,13 @@ def _as_said(transcript: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _same_words(a: str, b: str) -> bool:
+    """Two chunks that say the same words (at least three), punctuation aside."""
+    words_a = [w.strip(".,;:!?\"'()").lower() for w in a.split()]
+    words_b = [w.strip(".,;:!?\"'()").lower() for w in b.split()]
+    return len(words_a) >= 3 and words_a == words_b
+
+
 class Playout(Protocol):
     """The outbound audio queue (media.PacedAudioTrack implements it)."""
 
@@ -90,6 +97,9 @@ class ConversationConfig:
     max_history_turns: int = 12
     speculative: bool = True
     listen_ahead_ms: float = 640.0  # partial transcripts this often mid-speech; 0: none
+    # Chunks after the first are synthesized when less than this much of the reply is
+    # left to play (the LLM waits with them); 0: as fast as the models go.
+    speak_ahead_s: float = 3.0
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
 
@@ -307,7 +317,8 @@ class Conversation:
     async def _pipeline(self, turn: Turn) -> None:
         backends = self._backends
         turn.mark("stt_start", self._clock())
-        transcript = await backends.stt.transcribe(turn.audio, 16000)
+        with urgent():  # the user waits on it: before replies already playing
+            transcript = await backends.stt.transcribe(turn.audio, 16000)
         turn.user_text = _as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._announce(turn)
@@ -321,11 +332,40 @@ class Conversation:
                 turn.mark("llm_first_token", self._clock())
                 turn.reply_text += delta
                 for text in chunker.push(delta):
-                    await self._speak(turn, text)
+                    if not await self._say(turn, text):
+                        return
         finally:
             await tokens.aclose()  # type: ignore[attr-defined]
         for text in chunker.flush():
-            await self._speak(turn, text)
+            if not await self._say(turn, text):
+                return
+
+    async def _say(self, turn: Turn, text: str) -> bool:
+        """Speaks the reply's next chunk; False ends the reply: a small model that
+        repeats a sentence it already said this reply goes on looping until max_tokens."""
+        if any(_same_words(text, chunk.text) for chunk in turn.chunks):
+            log.info("turn %s: the reply repeats itself; cut at %r", turn.id, text)
+            turn.reply_text = " ".join(chunk.text for chunk in turn.chunks)
+            return False
+        if turn.chunks:
+            await self._wait_for_room(turn)
+        await self._speak(turn, text)
+        return True
+
+    async def _wait_for_room(self, turn: Turn) -> None:
+        """Just in time: while more than speak_ahead_s of the reply is left to play, its
+        TTS and LLM (through the turn's gate) leave the CPU to calls that wait for their
+        first words. A reply cut short by barge-in wastes no work on what was never said."""
+        limit = self._config.speak_ahead_s * OUTBOUND_RATE
+        if limit <= 0:
+            return
+        turn.gate.paced = True
+        try:
+            # Slept for the samples left over the limit: no event would come sooner.
+            while (left := turn.unplayed_samples) > limit:  # noqa: ASYNC110
+                await asyncio.sleep((left - limit) / OUTBOUND_RATE)
+        finally:
+            turn.gate.paced = False
 
     async def _speak(self, turn: Turn, text: str) -> None:
         turn.mark("first_chunk", self._clock())

@@ -113,6 +113,11 @@ class Turn:
     finished: bool = False
     task: asyncio.Task[None] | None = None
 
+    @property
+    def unplayed_samples(self) -> int:
+        """Reply audio queued on the track and not sent yet."""
+        return sum(p.total_samples - p.sent_samples for c in self.chunks for p in c.playouts)
+
     def mark(self, stage: str, at: float) -> None:
         self.marks.setdefault(stage, at)
 

@@ -339,6 +339,8 @@ async def replay_offline(
     if user.rate != SAMPLE_RATE:
         user = AudioSource(user.name, resample_pcm(user.pcm, user.rate, SAMPLE_RATE),
                            SAMPLE_RATE)
+    if fast:  # skipped time would outrun real-time pacing: synthesize as fast as possible
+        config = dataclasses.replace(config, speak_ahead_s=0.0)
     clock = ReplayClock()
     activity = Activity()
     playout = SimulatedPlayout(clock)
