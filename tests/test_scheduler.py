@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -155,36 +156,36 @@ def _tracked(name: str, n: int, log: list[str], running: list[int],
     return produce
 
 
+@contextlib.asynccontextmanager
+async def _models(*names: str, cpu: CpuTurns | None) -> AsyncIterator[list[SharedWorker]]:
+    workers = [SharedWorker(name, cpu=cpu) for name in names]
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            worker.close()
+
+
 @pytest.mark.parametrize("taking_turns", [True, False])
 async def test_models_taking_turns_never_compute_at_once(taking_turns: bool) -> None:
-    cpu = CpuTurns() if taking_turns else None
-    workers = [SharedWorker(f"m{i}", cpu=cpu) for i in range(3)]
     running = [0, 0]  # now, most at once
-    try:
+    async with _models("m0", "m1", "m2", cpu=CpuTurns() if taking_turns else None) as workers:
         await asyncio.gather(*(_drain(w, _tracked(w.name, 30, [], running))
                                for w in workers))
-    finally:
-        for w in workers:
-            w.close()
     # Without turns the three threads overlap; with them, never (the check can fail).
     assert (running[1] == 1) == taking_turns, running
 
 
 async def test_an_urgent_stream_of_one_model_goes_before_another_models_work() -> None:
-    cpu = CpuTurns()
-    llm, tts = SharedWorker("llm", cpu=cpu), SharedWorker("tts", cpu=cpu)
     log: list[str] = []
     running = [0, 0]
-    try:
+    async with _models("llm", "tts", cpu=CpuTurns()) as (llm, tts):
         story = asyncio.create_task(_drain(llm, _tracked("S", 150, log, running)))
         await _until(lambda: len(log) >= 5)
         before = len(log)
         with urgent():
             first_words = await _drain(tts, _tracked("F", 10, log, running))
         await story
-    finally:
-        llm.close()
-        tts.close()
     assert first_words == [f"F{i}" for i in range(10)]
     start, end = log.index("F0"), log.index("F9")
     # Before the first: the step the story was in, and any it took before the other
@@ -197,11 +198,9 @@ async def test_an_urgent_stream_of_one_model_goes_before_another_models_work() -
 async def test_background_work_waits_for_the_other_models_and_never_blocks_them() -> None:
     """A model waiting for its turn with background work (a partial transcript) must not
     hold back the urgent stream that reaches it meanwhile (a final transcript)."""
-    cpu = CpuTurns()
-    llm, stt = SharedWorker("llm", cpu=cpu), SharedWorker("stt", cpu=cpu)
     log: list[str] = []
     running = [0, 0]
-    try:
+    async with _models("llm", "stt", cpu=CpuTurns()) as (llm, stt):
         reply = asyncio.create_task(_drain(llm, _tracked("R", 80, log, running)))
         await _until(lambda: len(log) >= 3)
         partial = asyncio.create_task(_drain(stt, _tracked("P", 1, log, running),
@@ -212,9 +211,6 @@ async def test_background_work_waits_for_the_other_models_and_never_blocks_them(
         assert final == ["F0"]
         assert not reply.done()  # the final transcript did not wait for the whole reply
         await asyncio.gather(reply, partial)
-    finally:
-        llm.close()
-        stt.close()
     assert log.index("F0") < log.index("P0")  # background last
     assert running[1] == 1
 

@@ -122,8 +122,7 @@ class CpuTurns:
             return all(rank <= waiting() for waiting in self._waiting.values())
 
     def _is_next(self, ticket: int) -> bool:
-        ranked = {t: (rank(), t) for t, rank in self._waiting.items()}
-        return min(ranked.values())[1] == ticket
+        return min(self._waiting, key=lambda t: (self._waiting[t](), t)) == ticket
 
 
 class SharedWorker:

@@ -66,11 +66,9 @@ def _as_said(transcript: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _same_words(a: str, b: str) -> bool:
-    """Two chunks that say the same words (at least three), punctuation aside."""
-    words_a = [w.strip(".,;:!?\"'()").lower() for w in a.split()]
-    words_b = [w.strip(".,;:!?\"'()").lower() for w in b.split()]
-    return len(words_a) >= 3 and words_a == words_b
+def _spoken_words(text: str) -> list[str]:
+    """The words a chunk says, punctuation and case aside."""
+    return [w.strip(".,;:!?\"'()").lower() for w in text.split()]
 
 
 class Playout(Protocol):
@@ -343,7 +341,8 @@ class Conversation:
     async def _say(self, turn: Turn, text: str) -> bool:
         """Speaks the reply's next chunk; False ends the reply: a small model that
         repeats a sentence it already said this reply goes on looping until max_tokens."""
-        if any(_same_words(text, chunk.text) for chunk in turn.chunks):
+        words = _spoken_words(text)
+        if len(words) >= 3 and any(_spoken_words(c.text) == words for c in turn.chunks):
             log.info("turn %s: the reply repeats itself; cut at %r", turn.id, text)
             turn.reply_text = " ".join(chunk.text for chunk in turn.chunks)
             return False
