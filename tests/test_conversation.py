@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatar_rtc.conversation.agent import Conversation, ConversationConfig
+from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.history import INTERRUPTED_MARK
 from avatar_rtc.conversation.turn import Turn
@@ -390,3 +390,15 @@ async def test_empty_transcript_makes_no_turn_and_returns_to_listening() -> None
         await asyncio.sleep(0.2)
         assert h.turns == []
         assert h.conversation.state == "listening"
+
+
+@pytest.mark.parametrize(("partial", "kept"), [
+    ("What is the capital of Fr", "What is the capital of"),
+    ("what is the", "What is"),  # the final transcript is said with a capital
+    ("Tell me something, end...", "Tell me something"),  # the comma is a guess
+    ("How many legs does the sp ... ... ...", "How many legs does the"),
+    ("Hello", ""),
+    ("", ""),
+])
+def test_a_partial_transcript_keeps_the_words_before_the_cut(partial: str, kept: str) -> None:
+    assert heard_before_cut(partial) == kept

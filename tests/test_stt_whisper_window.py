@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.conversation.agent import as_said, heard_before_cut
 from media.resample import resample_pcm
 from tests.conftest import LoopThread
 from tests.speech import speak, with_silence, word_error_rate, words
@@ -36,16 +37,23 @@ def test_short_questions_are_heard_once_and_right(
 def test_a_partial_transcript_of_speech_cut_mid_word_starts_the_final_one(
     real_backends: Backends, server_loop: LoopThread
 ) -> None:
-    """Listening ahead: the words before the cut, as the LLM will read them ahead of
-    the end of the turn, begin the final transcript exactly (case and punctuation)."""
-    exact = 0
+    """Listening ahead: the words a partial transcript is sure of, as the LLM reads
+    them ahead of the end of the turn, begin the final transcript exactly (case and
+    punctuation), or the LLM's cache is not reused. Whisper mishears some cut-off
+    words ("legs" as "likes"), so most cuts, not all, must agree."""
+    agreed, cuts = 0, 0
+    stt = real_backends.stt
     for question in QUESTIONS:
-        pcm = resample_pcm(with_silence(speak(question), 48000, 0.2, 0.0), 48000, 16000)
-        stt = real_backends.stt
-        final = server_loop.run(stt.transcribe(pcm, 16000)).text
-        cut = pcm[: int(len(pcm) * 0.6)]
-        partial = server_loop.run(stt.transcribe(cut, 16000, partial=True)).text
-        kept = " ".join(partial.split()[:-1])
-        assert len(words(kept)) < len(words(final)), (partial, final)
-        exact += bool(kept) and final.startswith(kept)
-    assert exact >= len(QUESTIONS) - 1, exact
+        # Steady speech: Piper's random noise would make the count differ run to run.
+        spoken = with_silence(speak(question, steady=True), 48000, 0.2, 0.0)
+        pcm = resample_pcm(spoken, 48000, 16000)
+        final = as_said(server_loop.run(stt.transcribe(pcm, 16000)).text)
+        for share in (0.5, 0.6, 0.7):
+            partial = server_loop.run(
+                stt.transcribe(pcm[: int(len(pcm) * share)], 16000, partial=True)).text
+            kept = heard_before_cut(partial)
+            assert len(words(kept)) < len(words(final)), (partial, final)
+            cuts += 1
+            agreed += bool(kept) and final.startswith(kept)
+    # Measured: 16 of 18 with steady speech, 49 of 54 with Piper's noise on.
+    assert agreed >= cuts * 2 // 3, agreed

@@ -59,11 +59,25 @@ log = logging.getLogger(__name__)
 OUTBOUND_RATE = 48000
 
 
-def _as_said(transcript: str) -> str:
+def as_said(transcript: str) -> str:
     """Whisper starts some transcripts lower-case, some not, even for the same words:
     the partial and the final one must agree for the LLM's cache to be reused."""
     text = transcript.strip()
     return text[:1].upper() + text[1:]
+
+
+def heard_before_cut(partial: str) -> str:
+    """The words a partial transcript is sure of, as the final one will begin. The
+    audio ends inside a word, so the last word goes; Whisper pads a cut-off tail
+    with "..." runs, so words stop at the first token without a letter or digit; the
+    punctuation after the last kept word is a guess at what comes next, so it goes."""
+    tokens = partial.split()
+    for i, token in enumerate(tokens):
+        if not any(c.isalnum() for c in token):
+            tokens = tokens[:i]
+            break
+    kept = " ".join(tokens[:-1]).rstrip(".,;:!?…")
+    return as_said(kept)
 
 
 def _spoken_words(text: str) -> list[str]:
@@ -246,8 +260,7 @@ class Conversation:
         except Exception as exc:  # only a lost head start
             log.warning("partial transcript failed: %s", exc)
             return
-        # The audio ends inside a word: only the words before it are taken as said.
-        words = _as_said(" ".join(transcript.text.split()[:-1]))
+        words = heard_before_cut(transcript.text)
         if words and words != self._ahead_words:
             self._ahead_words = words
             self._prefill(words)
@@ -317,7 +330,7 @@ class Conversation:
         turn.mark("stt_start", self._clock())
         with urgent():  # the user waits on it: before replies already playing
             transcript = await backends.stt.transcribe(turn.audio, 16000)
-        turn.user_text = _as_said(transcript.text)
+        turn.user_text = as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._announce(turn)
         if not turn.user_text:
