@@ -17,6 +17,7 @@ from avatar_rtc.metrics import Metrics
 from avatar_rtc.settings import Settings
 from avatar_rtc.storage import Store, default_url
 from media.latency import set_audio_prefetch
+from signaling.consent import patient_consent
 from signaling.ice import restrict_host_addresses, rtc_configuration
 from signaling.peers import PeerLimits, PeerRegistry
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     from avatar_rtc import recordings, routes
 
     restrict_host_addresses(settings.ice.host_addresses)
+    patient_consent()
     set_audio_prefetch(settings.server.inbound_jitter_frames)
     registry = PeerRegistry(
         settings.server.max_calls,
