@@ -26,6 +26,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from media.resample import FrameResampler, Pcm, resample_pcm
+from signaling.consent import patient_consent
 from signaling.ice import rtc_configuration
 
 RATE = 48000
@@ -129,6 +130,7 @@ class Caller:
         self.base_url = base_url.rstrip("/")
         self.voice = voice
         self.mic = MicrophoneTrack()
+        patient_consent()  # a busy client machine must not drop the call
         self.pc = RTCPeerConnection(configuration=rtc_configuration())
         self.session_id: str | None = None
         self.events: list[tuple[float, dict[str, Any]]] = []

@@ -58,6 +58,12 @@ def _answer_late(connection: aioice.Connection, delay_s: float | None) -> None:
         protocol.send_stun = late  # type: ignore[method-assign]
 
 
+def _restart_consent(connection: aioice.Connection) -> None:
+    """Its consent task started before the test chose the rule: start it again."""
+    connection._query_consent_task.cancel()  # type: ignore[union-attr]
+    connection._query_consent_task = asyncio.create_task(connection.query_consent())
+
+
 async def _still_connected(a: aioice.Connection, b: aioice.Connection) -> bool:
     try:
         await a.send(b"ping")
@@ -80,9 +86,7 @@ async def test_late_answers_keep_consent(
     patient_consent(patient)
     a, b = connections
     _answer_late(b, 0.7)  # > aioice's 0.5 s wait for an answer it never resends
-    # a's consent task started before the patch: restart it under the rule chosen.
-    a._query_consent_task.cancel()  # type: ignore[union-attr]
-    a._query_consent_task = asyncio.create_task(a.query_consent())
+    _restart_consent(a)
     await asyncio.sleep(2.5)  # aioice gives up after 3 late answers (~1 s here)
     assert await _still_connected(a, b) is patient
 
@@ -93,8 +97,7 @@ async def test_a_peer_that_never_answers_still_loses_consent(
     patient_consent()
     a, b = connections
     _answer_late(b, None)
-    a._query_consent_task.cancel()  # type: ignore[union-attr]
-    a._query_consent_task = asyncio.create_task(a.query_consent())
+    _restart_consent(a)
     await asyncio.sleep(1.0)
     assert await _still_connected(a, b)  # within EXPIRY_S of the last answer
     await asyncio.sleep(3.0)  # EXPIRY_S plus one unanswered check

@@ -55,7 +55,6 @@ from avatar_rtc.replay.summary import percentile, summarize  # noqa: E402
 from avatar_rtc.replay.timeline import Timeline  # noqa: E402
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc  # noqa: E402
 from media.latency import set_audio_prefetch  # noqa: E402
-from signaling.consent import patient_consent  # noqa: E402
 from signaling.ice import restrict_host_addresses  # noqa: E402
 
 UTTERANCES = [
@@ -344,7 +343,6 @@ def main() -> int:
     set_audio_prefetch(args.jitter_frames)
 
     restrict_host_addresses(["127.0.0.1"])  # the client side offers loopback too
-    patient_consent()  # the clients share the server's busy cores
     server: subprocess.Popen[bytes] | None = None
     stats: ProcessStats | None = None
     data_dir = tempfile.mkdtemp(prefix="avatar-bench-")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -71,11 +72,7 @@ def heard_before_cut(partial: str) -> str:
     audio ends inside a word, so the last word goes; Whisper pads a cut-off tail
     with "..." runs, so words stop at the first token without a letter or digit; the
     punctuation after the last kept word is a guess at what comes next, so it goes."""
-    tokens = partial.split()
-    for i, token in enumerate(tokens):
-        if not any(c.isalnum() for c in token):
-            tokens = tokens[:i]
-            break
+    tokens = list(itertools.takewhile(lambda t: any(c.isalnum() for c in t), partial.split()))
     kept = " ".join(tokens[:-1]).rstrip(".,;:!?…")
     return as_said(kept)
 

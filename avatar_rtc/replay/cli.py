@@ -166,7 +166,6 @@ def _speech(source: AudioSource, what: str) -> AudioSource:
 def _run_webrtc(args: argparse.Namespace) -> int:
     from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
     from media.latency import set_audio_prefetch
-    from signaling.consent import patient_consent
     from signaling.ice import restrict_host_addresses
 
     setup_logging("INFO" if args.verbose else "WARNING")
@@ -180,7 +179,6 @@ def _run_webrtc(args: argparse.Namespace) -> int:
     if not 1 <= args.jitter_frames <= 16:
         raise ReplayError(f"--jitter-frames {args.jitter_frames}: must be 1-16")
     set_audio_prefetch(args.jitter_frames)
-    patient_consent()  # a busy client machine must not drop the call
     if args.ice_host_addresses is not None:
         restrict_host_addresses([a.strip() for a in args.ice_host_addresses.split(",")
                                  if a.strip()])
