@@ -163,3 +163,15 @@ async def test_a_prefill_that_is_no_longer_needed_is_dropped(llm: LlamaCppLlm) -
         await task
     await asyncio.sleep(0.05)
     assert counts == []
+
+
+async def test_a_prefill_ends_and_frees_its_context_when_it_is_the_only_one() -> None:
+    """A one-call server has one context: the prefill holding it must still finish
+    (it waited for a free context to take its last step: its own)."""
+    single = LlamaCppLlm(max_tokens=8, temperature=0.0, max_contexts=1)
+    try:
+        await asyncio.wait_for(single.prefill(_ask("Hello")[:-1], "How many"), 30)
+        assert not single._contexts[0].busy
+        assert await asyncio.wait_for(_reply(single, _ask("How many legs has a cat?")), 30)
+    finally:
+        await single.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from media.recorder import Aligner, CallRecorder, OpusWriter
+from media.recorder import RECORDER_NICE, Aligner, CallRecorder, OpusWriter
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -339,6 +340,28 @@ async def test_aclose_mid_reply_finalizes_playable_files_with_everything_queued(
     assert loud_spans(agent, rate) == [pytest.approx((1.0, 4.0), abs=0.04)]
     assert loud_spans(user, rate) == [pytest.approx((0.0, 1.0), abs=0.04)]
     assert await recorder.aclose() is result
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_recorder_thread_yields_the_cores_to_the_models(tmp_path: Path) -> None:
+    def nice(native_id: int) -> int:
+        stat = Path(f"/proc/self/task/{native_id}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])
+
+    own = nice(threading.get_native_id())
+    recorder = CallRecorder(tmp_path / "c")
+    recorder.start()
+    try:
+        thread = recorder._thread
+        assert thread is not None and thread.native_id is not None
+        for _ in range(200):  # the thread lowers itself as it starts
+            if nice(thread.native_id) != own:
+                break
+            threading.Event().wait(0.01)
+        assert nice(thread.native_id) == max(own, RECORDER_NICE)
+        assert nice(threading.get_native_id()) == own  # the rest of the process keeps it
+    finally:
+        recorder.close()
 
 
 def test_a_recorder_closed_before_it_started_reports_no_files(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
-from avatar_rtc.replay.measure import first_quiet, last_audible_end
+from avatar_rtc.replay.measure import first_quiet, last_audible_end, longest_silence
 from avatar_rtc.replay.offline import (
     SimulatedPlayout,
     load_recorded_call,
@@ -95,6 +95,10 @@ def test_the_agent_stopping_is_told_from_a_pause() -> None:
     assert last_audible_end(audible, 0.9, 1.05, 0.02) == pytest.approx(1.0)
     assert last_audible_end(audible, 2.0, 3.0, 0.02) is None
     assert first_quiet(audible, 2.0, 3.0, 0.02) == 2.0
+    # The longest silence inside the reply: the 100 ms gap, not the quiet after it.
+    assert longest_silence(audible, 0.5, 10.0, 0.02) == pytest.approx(0.1)
+    assert longest_silence(audible, 1.1, 10.0, 0.02) == pytest.approx(0.0)
+    assert longest_silence(audible, 2.0, 3.0, 0.02) == 0.0
 
 
 def fake_config() -> ConversationConfig:

@@ -11,7 +11,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 
 from avatar_rtc.backends.base import CpuGate
-from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker, urgent
+from avatar_rtc.backends.scheduler import (
+    DUE_LEAD_S,
+    CpuTurns,
+    SharedWorker,
+    UserWait,
+    urgent,
+    user_waits,
+)
 
 
 def _counter(name: str, n: int, log: list[str], delay_s: float = 0.002):
@@ -85,6 +92,97 @@ async def test_urgent_context_makes_a_whole_stream_urgent() -> None:
     start = log.index("U0")
     assert log[start : start + 5] == ["U0", "U1", "U2", "U3", "U4"]
     assert log.index("L149") > start + 4
+
+
+async def test_urgent_work_of_the_turn_waiting_longest_goes_first() -> None:
+    """A turn's later stage (its first tokens) goes before the earlier stage (the
+    transcript) of a turn that began to wait after it, though queued later."""
+    worker = SharedWorker("t")
+    busy = threading.Event()
+    go_on = threading.Event()
+    log: list[str] = []
+
+    def blocker(stop: threading.Event) -> Iterator[str]:
+        busy.set()
+        go_on.wait(5)
+        yield "B"
+
+    try:
+        running = asyncio.create_task(_drain(worker, blocker))
+        await _until(busy.is_set)
+
+        async def turn(name: str, since: float) -> list[str]:
+            with user_waits(UserWait(since)), urgent():
+                return await _drain(worker, _counter(name, 3, log))
+
+        later = asyncio.create_task(turn("later", time.monotonic()))
+        await asyncio.sleep(0.05)  # queued first
+        earlier = asyncio.create_task(turn("earlier", time.monotonic() - 1.0))
+        await asyncio.sleep(0.05)
+        go_on.set()
+        await asyncio.gather(running, later, earlier)
+    finally:
+        worker.close()
+    assert log == ["earlier0", "earlier1", "earlier2", "later0", "later1", "later2"], log
+
+
+async def test_a_playing_reply_due_soon_turns_urgent_and_one_due_later_waits() -> None:
+    """A reply whose queued audio runs out within DUE_LEAD_S goes before a turn that
+    began to wait after that moment, and before other replies; read when ranked, so
+    the conversation can move `due` while the stream waits."""
+    worker = SharedWorker("t")
+    busy = threading.Event()
+    go_on = threading.Event()
+    log: list[str] = []
+
+    def blocker(stop: threading.Event) -> Iterator[str]:
+        busy.set()
+        go_on.wait(5)
+        yield "B"
+
+    async def stream(name: str, wait: UserWait | None = None) -> list[str]:
+        if wait is None:
+            return await _drain(worker, _counter(name, 3, log))
+        with user_waits(wait), urgent(wait.due is None):
+            return await _drain(worker, _counter(name, 3, log))
+
+    try:
+        running = asyncio.create_task(_drain(worker, blocker))
+        await _until(busy.is_set)
+        now = time.monotonic()
+        soon = UserWait(now - 5, due=now + 10 * DUE_LEAD_S)
+        tasks = [asyncio.create_task(stream("plain")),
+                 asyncio.create_task(stream("later", UserWait(now - 5, due=now + 10))),
+                 asyncio.create_task(stream("soon", soon)),
+                 asyncio.create_task(stream("asked", UserWait(now)))]
+        await asyncio.sleep(0.05)  # all queued behind the blocker
+        soon.due = now + DUE_LEAD_S / 2  # its audio played out faster than it seemed
+        go_on.set()
+        await asyncio.gather(running, *tasks)
+    finally:
+        worker.close()
+    assert log[:6] == ["soon0", "soon1", "soon2", "asked0", "asked1", "asked2"], log
+    assert sorted(log[6:]) == ["later0", "later1", "later2", "plain0", "plain1", "plain2"]
+
+
+async def test_a_reply_due_soon_but_ahead_of_its_reader_is_not_urgent() -> None:
+    """Tokens the conversation has not read yet (it waits for the last chunk's audio)
+    must not take the CPU from a waiting turn, however soon the reply is due."""
+    worker = SharedWorker("t")
+    log: list[str] = []
+    now = time.monotonic()
+    try:
+        with user_waits(UserWait(now - 5, due=now)):
+            ahead = worker.iterate(_counter("A", 30, log, delay_s=0.01))
+            assert await anext(ahead) == "A0"  # then the reader is busy elsewhere
+        with user_waits(UserWait(time.monotonic())), urgent():
+            asked = await _drain(worker, _counter("U", 3, log))
+        assert asked == ["U0", "U1", "U2"]
+        before = log[: log.index("U2")]
+        assert "A8" not in before, log  # unread, A fell back in line (it was first)
+        await ahead.aclose()
+    finally:
+        worker.close()
 
 
 async def test_a_gated_stream_waits_without_blocking_the_others() -> None:

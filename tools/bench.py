@@ -236,6 +236,9 @@ def summarize_runs(timelines: list[Timeline]) -> dict[str, Any]:
                                  "p90": percentile(pauses, 90), "n": len(pauses)},
         "barge_in_stop_ms": {"p50": percentile(reactions, 50),
                              "p90": percentile(reactions, 90), "n": len(reactions)},
+        # A reply that stalls mid-answer (its next chunk came late): seconds of silence.
+        "reply_longest_silence_ms": {k: figures["reply_longest_silence_ms"][k]
+                                     for k in ("p50", "p90", "max")},
     }
 
 
@@ -256,6 +259,9 @@ def print_report(label: str, summary: dict[str, Any], extra: dict[str, Any]) -> 
               f"   (n={b['n']})")
         print(f"barge-in: agent audio stopped   p50 {fmt(stop['p50'])} ms   "
               f"p90 {fmt(stop['p90'])} ms")
+    r = summary["reply_longest_silence_ms"]
+    print(f"longest silence inside a reply  p50 {fmt(r['p50'])} ms   p90 {fmt(r['p90'])} ms"
+          f"   max {fmt(r['max'])}")
     print("server stages, ms after end of user speech (stt_ms is a duration):")
     for key, value in summary["server_stages_ms"].items():
         print(f"  {key:22s} p50 {fmt(value['p50'])}   p90 {fmt(value['p90'])}")
@@ -287,6 +293,7 @@ def history_line(stamp: str, label: str, runs: list[dict[str, Any]]) -> dict[str
             "v2v_p90": r["summary"]["voice_to_voice_ms"]["p90"],
             "barge_in_p50": r["summary"]["barge_in_reaction_ms"]["p50"],
             "barge_in_stop_p50": r["summary"]["barge_in_stop_ms"]["p50"],
+            "reply_silence_p90": r["summary"]["reply_longest_silence_ms"]["p90"],
             "cpu_core_per_call": r["resources"].get("server_cpu_core_per_call"),
             "host_steal_share": r["resources"].get("host_steal_share"),
         } for r in runs},
@@ -307,7 +314,8 @@ def print_trend(line: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
         if not before:
             continue
         last = before[-1]
-        for metric in ("v2v_p50", "v2v_p90", "barge_in_p50", "barge_in_stop_p50"):
+        for metric in ("v2v_p50", "v2v_p90", "barge_in_p50", "barge_in_stop_p50",
+                       "reply_silence_p90"):
             new, old = now.get(metric), last.get(metric)
             best = min((b[metric] for b in before if b.get(metric) is not None), default=None)
             if new is None or old is None:

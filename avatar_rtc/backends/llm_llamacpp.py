@@ -216,11 +216,13 @@ class LlamaCppLlm:
             context.busy = False
             context.last_used = time.monotonic()
 
-    def _prefill(self, messages: list[ChatMessage], user_prefix: str) -> Iterator[None]:
+    def _prefill(self, messages: list[ChatMessage], user_prefix: str,
+                 slot: list[_Context]) -> Iterator[None]:
         """Evaluates the prompt up to the next user message's first words."""
         conversation: Conversation = [(m.role, m.content) for m in messages]
         tokens = self._prompter.open_user(self._vocab, conversation, user_prefix)
         context = self._acquire(conversation, tokens)
+        slot.append(context)
         try:
             shared = context.shared_with(tokens)
             if shared < len(tokens):
@@ -255,10 +257,12 @@ class LlamaCppLlm:
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
         # Background: runs only while the model thread has nothing else to do.
+        slot: list[_Context] = []
         with _llm_errors():
-            async for _ in self._worker.iterate(lambda _stop: self._prefill(context,
-                                                                            user_prefix),
-                                                ready=self._can_start, background=True):
+            async for _ in self._worker.iterate(
+                lambda _stop: self._prefill(context, user_prefix, slot),
+                ready=self._ready(None, slot), background=True,
+            ):
                 pass
 
     async def warmup(self, system_prompt: str = "") -> None:

@@ -44,6 +44,42 @@ def urgent(flag: bool = True) -> Iterator[None]:
         URGENT.reset(token)
 
 
+@dataclass
+class UserWait:
+    """What the user of one turn is waiting for, in time.monotonic() seconds; every
+    stream started for the turn (transcript, reply, each chunk's audio) carries it.
+
+    `since`: when the user began to wait. Urgent streams rank by it, so a turn's STT,
+    first tokens and first audio keep the turn's place in line whichever model they
+    reach. Ranked by each stream's own start instead, a later turn's transcript would
+    overtake an earlier turn's first tokens: every waiting turn finishes late, instead
+    of the first early.
+
+    `due`: when the reply audio queued so far runs out (None before the first). Taking
+    turns with other replies, the next chunk's tokens and audio could miss it by
+    seconds on a busy CPU (four callers on two cores: 5-13 s silences mid-reply).
+    DUE_LEAD_S before it, the turn's streams turn urgent, in line as if the user had
+    been waiting since then.
+    """
+
+    since: float
+    due: float | None = None
+
+
+USER_WAIT: contextvars.ContextVar[UserWait | None] = contextvars.ContextVar(
+    "avatar_user_wait", default=None)
+DUE_LEAD_S = 1.0
+
+
+@contextlib.contextmanager
+def user_waits(wait: UserWait) -> Iterator[None]:
+    token = USER_WAIT.set(wait)
+    try:
+        yield
+    finally:
+        USER_WAIT.reset(token)
+
+
 # (class, time): 0 urgent, 1 playing, 2 background; then the oldest (or longest idle).
 Rank = tuple[int, float]
 _NOTHING_READY: Rank = (3, float("inf"))
@@ -59,18 +95,28 @@ class _Stream:
     background: bool
     # Monotonic times, comparable across models (CpuTurns ranks every model's streams).
     created: float = field(default_factory=time.monotonic)
+    wait: UserWait | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     iterator: Iterator[Any] | None = None
-    items: int = 0
+    items: int = 0  # delivered
+    taken: int = 0  # of those, read by the consumer
     last_step: float = 0.0
 
     def rank(self) -> Rank:
-        # Urgent streams first, oldest first; the rest take turns (round robin), so a
-        # long reply never starves another call's next sentence. Background work last.
+        # Urgent streams first, longest waiting first; the rest take turns (round
+        # robin), so a long reply never starves another call's next sentence.
+        # Background work last.
         if self.background:
             return (2, self.created)
         if self.urgent or self.items < self.urgent_items:
-            return (0, self.created)
+            return (0, self.created if self.wait is None else self.wait.since)
+        # Due soon, unless it is ahead of its reader (by more than the item just handed
+        # over): a reply's tokens while the chunk before them is still being
+        # synthesized would take the CPU that chunk's audio needs.
+        due = None if self.wait is None else self.wait.due
+        if (due is not None and self.items - self.taken <= 1
+                and (urgent_from := due - DUE_LEAD_S) <= time.monotonic()):
+            return (0, urgent_from)
         return (1, self.last_step or self.created)
 
 
@@ -186,6 +232,7 @@ class SharedWorker:
             urgent=URGENT.get(),
             urgent_items=self._urgent_items,
             background=background,
+            wait=USER_WAIT.get(),
         )
         with self._wake:
             self._streams.append(stream)
@@ -197,6 +244,7 @@ class SharedWorker:
                     if error is not None:
                         raise error
                     return
+                stream.taken += 1
                 yield item
         finally:
             stream.stop.set()

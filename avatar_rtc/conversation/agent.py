@@ -31,7 +31,7 @@ import numpy as np
 
 from avatar_rtc.backends.base import BackendError, ChatMessage, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
-from avatar_rtc.backends.scheduler import urgent
+from avatar_rtc.backends.scheduler import urgent, user_waits
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import (
     FRAME_MS,
@@ -305,7 +305,8 @@ class Conversation:
 
     async def _run(self, turn: Turn) -> None:
         try:
-            await self._pipeline(turn)
+            with user_waits(turn.wait):  # every stage of the turn keeps its place
+                await self._pipeline(turn)
             await turn.committed.wait()
             for chunk in turn.chunks:
                 for playout in chunk.playouts:
@@ -395,6 +396,8 @@ class Conversation:
                     pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
                     await turn.committed.wait()  # a tentative turn holds its audio here
                     chunk.playouts.append(self._playout.enqueue(pcm48, label=(turn, chunk)))
+                    # What is queued plays on from now: the rest is due when it ends.
+                    turn.wait.due = time.monotonic() + turn.unplayed_samples / OUTBOUND_RATE
         finally:
             turn.gate.release()
             await audio.aclose()  # type: ignore[attr-defined]

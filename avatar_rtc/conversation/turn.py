@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from avatar_rtc.backends.base import CpuGate, Pcm
+from avatar_rtc.backends.scheduler import UserWait
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).
 STAGES = (
@@ -101,6 +103,8 @@ class Turn:
     ended_at: datetime.datetime | None = None
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     gate: CpuGate = field(default_factory=CpuGate)
+    # The user waits from the moment the turn starts; its reply's audio sets `due`.
+    wait: UserWait = field(default_factory=lambda: UserWait(time.monotonic()))
     user_text: str = ""
     reply_text: str = ""
     spoken_text: str = ""  # set when the turn ends: what was really played out

@@ -7,6 +7,7 @@ false start; it *stops* for good once the interruption is confirmed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 QUIET_S = 0.2  # a pause at least this long counts as the agent going quiet
@@ -31,3 +32,13 @@ def last_audible_end(audible: Sequence[float], start: float, end: float,
     """The end of the last audible frame that starts in [start, end)."""
     inside = [at for at in audible if start <= at < end]
     return inside[-1] + frame_s if inside else None
+
+
+def longest_silence(audible: Sequence[float], start: float, end: float,
+                    frame_s: float) -> float:
+    """The longest run without an audible frame between the first and the last audible
+    frame in [start, end): a reply that stalls mid-sentence (seconds), not the breath
+    between two sentences (a few hundred ms)."""
+    inside = [at for at in audible if start <= at < end]
+    return max((b - a - frame_s for a, b in itertools.pairwise(inside)),
+               default=0.0)

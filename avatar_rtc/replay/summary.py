@@ -38,6 +38,7 @@ def summarize(turns: Iterable[TimelineTurn]) -> dict[str, Any]:
     v2v = [t.voice_to_voice_ms for t in turns if t.voice_to_voice_ms is not None]
     reactions = [t.barge_in_reaction_ms for t in turns if t.barge_in_reaction_ms is not None]
     pauses = [t.barge_in_pause_ms for t in turns if t.barge_in_pause_ms is not None]
+    silences = [t.longest_silence_ms for t in turns if t.longest_silence_ms is not None]
     stages: dict[str, list[float]] = {}
     for turn in turns:
         for key, value in turn.timings_ms.items():
@@ -56,6 +57,7 @@ def summarize(turns: Iterable[TimelineTurn]) -> dict[str, Any]:
         "client_minus_server_ms": spread(gap),
         "barge_in_reaction_ms": spread(reactions),
         "barge_in_pause_ms": spread(pauses),
+        "reply_longest_silence_ms": spread(silences),
         "server_stages_ms": {
             k: spread(stages[k])
             for k in sorted(stages, key=lambda k: order.index(k) if k in order else 99)
@@ -125,6 +127,10 @@ def figure_lines(figures: dict[str, Any]) -> list[str]:
     if q["n"]:
         lines.append(f"  first quiet 200 ms           p50 {_ms(q['p50']):>6} ms  "
                      f"p90 {_ms(q['p90']):>6} ms")
+    r = figures["reply_longest_silence_ms"]
+    if r["n"]:
+        lines.append(f"longest silence inside a reply p50 {_ms(r['p50']):>6} ms  "
+                     f"p90 {_ms(r['p90']):>6} ms  max {_ms(r['max'])}")
     if figures["server_stages_ms"]:
         lines.append("server stages, ms after the end of user speech (STT is a duration):")
         for key, value in figures["server_stages_ms"].items():

@@ -51,6 +51,9 @@ class TimelineTurn:
     # resume after a pause if the speech turns out too short to count).
     barge_in_reaction_ms: float | None = None
     barge_in_pause_ms: float | None = None
+    # Client side, WebRTC mode only: the longest silence inside the reply's audio (a
+    # reply whose next chunk came late stalls mid-answer).
+    longest_silence_ms: float | None = None
     error: str | None = None
 
 

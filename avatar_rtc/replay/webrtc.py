@@ -25,7 +25,7 @@ import numpy as np
 
 from avatar_rtc.caller import AUDIBLE_PEAK, Caller, CallerError, Utterance
 from avatar_rtc.replay.errors import CALL_FAILED, ReplayError
-from avatar_rtc.replay.measure import first_quiet, last_audible_end
+from avatar_rtc.replay.measure import first_quiet, last_audible_end, longest_silence
 from avatar_rtc.replay.progress import ProgressSink
 from avatar_rtc.replay.sources import AudioSource
 from avatar_rtc.replay.timeline import AUDIO_RATE, Timeline, TimelineTurn, VadSegment, place
@@ -277,6 +277,10 @@ class _Run:
             stopped = last_audible_end(audible, self.t0 + turn.agent_start_s, window_end,
                                        FRAME_S)
             turn.agent_end_s = self.rel(stopped)
+            if stopped is not None:
+                silence = longest_silence(audible, self.t0 + turn.agent_start_s, stopped,
+                                          FRAME_S)
+                turn.longest_silence_ms = round(max(0.0, silence) * 1000, 1)
             barge = turns[i + 1] if i + 1 < len(turns) else None
             if (barge is not None and barge.role == "barge-in" and not barge.error
                     and barge.user_start_s is not None):
