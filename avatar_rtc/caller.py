@@ -135,6 +135,7 @@ class Caller:
         self.session_id: str | None = None
         self.events: list[tuple[float, dict[str, Any]]] = []
         self.frames: list[ReceivedFrame] = []
+        self.last_audible_at: float | None = None  # the latest audible agent frame
         self.audio: list[Pcm] = []  # what the agent said, 16 kHz mono
         self._reader: asyncio.Task[None] | None = None
         self._event_signal = asyncio.Event()
@@ -195,7 +196,10 @@ class Caller:
                 if not isinstance(frame, av.AudioFrame):
                     continue
                 pcm = frame.to_ndarray()
-                self.frames.append(ReceivedFrame(now, int(np.abs(pcm).max(initial=0))))
+                peak = int(np.abs(pcm).max(initial=0))
+                self.frames.append(ReceivedFrame(now, peak))
+                if peak >= AUDIBLE_PEAK:
+                    self.last_audible_at = now
                 self.audio.append(resampler.resample(frame))
                 self._frame_signal.set()
 

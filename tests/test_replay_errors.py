@@ -141,3 +141,43 @@ def test_usage_errors_and_help(speech_file: Path) -> None:
     assert turn.returncode == 2 and "out of range for 1 file(s)" in turn.stderr
     helped = replay("--help")
     assert helped.returncode == 0 and "webrtc" in helped.stdout and "offline" in helped.stdout
+
+
+class _LongReply:
+    """A caller whose agent talks (audible every ~50 ms) for `talk_s`, then ends its
+    turn; or, `silent`, never ends it and says nothing more."""
+
+    def __init__(self, talk_s: float, *, silent: bool = False) -> None:
+        self.ends = time.monotonic() + talk_s
+        self.silent = silent
+        self.frames: list[object] = []  # the last frames are quiet: a pause in the reply
+        self.last_audible_at: float | None = time.monotonic() if silent else None
+
+    async def wait_event(self, kind: str, *, turn: int, timeout_s: float) -> dict[str, object]:
+        await asyncio.sleep(0.05)
+        if self.silent:
+            raise TimeoutError
+        now = time.monotonic()
+        if now < self.ends:
+            self.last_audible_at = now - 0.02
+            raise TimeoutError
+        return {"type": kind, "turn": turn}
+
+
+async def test_a_reply_longer_than_the_timeout_is_waited_for_while_it_talks() -> None:
+    """The reply timeout counts agent silence, not reply length, whatever frames the
+    last two seconds held (a long reply with a pause was once taken for silence)."""
+    from avatar_rtc.replay.timeline import Timeline
+    from avatar_rtc.replay.webrtc import WebrtcOptions, _Run
+
+    def run(caller: _LongReply) -> _Run:
+        return _Run(caller, WebrtcOptions(reply_timeout_s=0.3),  # type: ignore[arg-type]
+                    Timeline(mode="webrtc", source="test", started_at=""), None)
+
+    event = await asyncio.wait_for(run(_LongReply(1.0)).wait_while_talking("turn_end", 3), 5)
+    assert event == {"type": "turn_end", "turn": 3}
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await run(_LongReply(0, silent=True)).wait_while_talking("turn_end", 3)
+    assert 0.3 <= time.monotonic() - started < 2

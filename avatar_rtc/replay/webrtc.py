@@ -256,8 +256,9 @@ class _Run:
             try:
                 return await self.caller.wait_event(kind, turn=index, timeout_s=1.0)
             except TimeoutError:
-                heard = [f.at for f in self.caller.frames[-100:] if f.peak >= AUDIBLE_PEAK]
-                last = max([started, *heard])
+                # Since the last audible frame, however long ago: a reply that paused
+                # for over 2 s more than 60 s in was once taken for a silent agent.
+                last = max(started, self.caller.last_audible_at or started)
                 if time.monotonic() - last > self.options.reply_timeout_s:
                     raise
 
