@@ -40,9 +40,6 @@ def find_voices(voices_dir: Path | None) -> dict[str, Path]:
     return voices
 
 
-SPINNING = "session.intra_op.allow_spinning"
-
-
 class PiperTts:
     def __init__(self, default_voice: str, *, voices_dir: Path | None, threads: int = 1,
                  speed: float = 1.0, cpu: CpuTurns | None = None) -> None:
@@ -78,10 +75,10 @@ class PiperTts:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
-            # Spinning, onnxruntime's idle worker keeps a core busy after each sentence,
-            # just when the LLM takes its turn: its next tokens measured 25 ms each
-            # instead of 19 on 2 cores.
-            options.add_session_config_entry(SPINNING, "0")
+            # onnxruntime's workers spin between ops (and a moment after a sentence).
+            # Turned off, the LLM's next tokens on an idle machine got faster (25 -> 19
+            # ms), but with four calls Piper's every op waited for a woken worker: mid-
+            # reply silences p90 5.5 s against 3-3.8 s. So they spin.
             base = self._piper_voice.load(path)
             session = onnxruntime.InferenceSession(
                 str(path), sess_options=options, providers=["CPUExecutionProvider"]
