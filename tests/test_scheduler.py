@@ -94,22 +94,32 @@ async def test_urgent_context_makes_a_whole_stream_urgent() -> None:
     assert log.index("L149") > start + 4
 
 
-async def test_urgent_work_of_the_turn_waiting_longest_goes_first() -> None:
-    """A turn's later stage (its first tokens) goes before the earlier stage (the
-    transcript) of a turn that began to wait after it, though queued later."""
+@contextlib.asynccontextmanager
+async def _blocked_worker() -> AsyncIterator[tuple[SharedWorker, threading.Event]]:
+    """A worker held in one step until the event is set: streams queue up behind it."""
     worker = SharedWorker("t")
-    busy = threading.Event()
-    go_on = threading.Event()
-    log: list[str] = []
+    busy, go_on = threading.Event(), threading.Event()
 
     def blocker(stop: threading.Event) -> Iterator[str]:
         busy.set()
         go_on.wait(5)
         yield "B"
 
+    running = asyncio.create_task(_drain(worker, blocker))
     try:
-        running = asyncio.create_task(_drain(worker, blocker))
         await _until(busy.is_set)
+        yield worker, go_on
+        await running
+    finally:
+        go_on.set()
+        worker.close()
+
+
+async def test_urgent_work_of_the_turn_waiting_longest_goes_first() -> None:
+    """A turn's later stage (its first tokens) goes before the earlier stage (the
+    transcript) of a turn that began to wait after it, though queued later."""
+    log: list[str] = []
+    async with _blocked_worker() as (worker, go_on):
 
         async def turn(name: str, since: float) -> list[str]:
             with user_waits(UserWait(since)), urgent():
@@ -120,9 +130,7 @@ async def test_urgent_work_of_the_turn_waiting_longest_goes_first() -> None:
         earlier = asyncio.create_task(turn("earlier", time.monotonic() - 1.0))
         await asyncio.sleep(0.05)
         go_on.set()
-        await asyncio.gather(running, later, earlier)
-    finally:
-        worker.close()
+        await asyncio.gather(later, earlier)
     assert log == ["earlier0", "earlier1", "earlier2", "later0", "later1", "later2"], log
 
 
@@ -130,25 +138,15 @@ async def test_a_playing_reply_due_soon_turns_urgent_and_one_due_later_waits() -
     """A reply whose queued audio runs out within DUE_LEAD_S goes before a turn that
     began to wait after that moment, and before other replies; read when ranked, so
     the conversation can move `due` while the stream waits."""
-    worker = SharedWorker("t")
-    busy = threading.Event()
-    go_on = threading.Event()
     log: list[str] = []
+    async with _blocked_worker() as (worker, go_on):
 
-    def blocker(stop: threading.Event) -> Iterator[str]:
-        busy.set()
-        go_on.wait(5)
-        yield "B"
+        async def stream(name: str, wait: UserWait | None = None) -> list[str]:
+            if wait is None:
+                return await _drain(worker, _counter(name, 3, log))
+            with user_waits(wait), urgent(wait.due is None):
+                return await _drain(worker, _counter(name, 3, log))
 
-    async def stream(name: str, wait: UserWait | None = None) -> list[str]:
-        if wait is None:
-            return await _drain(worker, _counter(name, 3, log))
-        with user_waits(wait), urgent(wait.due is None):
-            return await _drain(worker, _counter(name, 3, log))
-
-    try:
-        running = asyncio.create_task(_drain(worker, blocker))
-        await _until(busy.is_set)
         now = time.monotonic()
         soon = UserWait(now - 5, due=now + 10 * DUE_LEAD_S)
         tasks = [asyncio.create_task(stream("plain")),
@@ -158,9 +156,7 @@ async def test_a_playing_reply_due_soon_turns_urgent_and_one_due_later_waits() -
         await asyncio.sleep(0.05)  # all queued behind the blocker
         soon.due = now + DUE_LEAD_S / 2  # its audio played out faster than it seemed
         go_on.set()
-        await asyncio.gather(running, *tasks)
-    finally:
-        worker.close()
+        await asyncio.gather(*tasks)
     assert log[:6] == ["soon0", "soon1", "soon2", "asked0", "asked1", "asked2"], log
     assert sorted(log[6:]) == ["later0", "later1", "later2", "plain0", "plain1", "plain2"]
 

@@ -40,5 +40,5 @@ def longest_silence(audible: Sequence[float], start: float, end: float,
     frame in [start, end): a reply that stalls mid-sentence (seconds), not the breath
     between two sentences (a few hundred ms)."""
     inside = [at for at in audible if start <= at < end]
-    return max((b - a - frame_s for a, b in itertools.pairwise(inside)),
-               default=0.0)
+    # Frames a hair closer than frame_s (arrival jitter) leave no silence, not less.
+    return max([0.0, *(b - a - frame_s for a, b in itertools.pairwise(inside))])

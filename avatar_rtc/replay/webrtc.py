@@ -281,7 +281,7 @@ class _Run:
             if stopped is not None:
                 silence = longest_silence(audible, self.t0 + turn.agent_start_s, stopped,
                                           FRAME_S)
-                turn.longest_silence_ms = round(max(0.0, silence) * 1000, 1)
+                turn.longest_silence_ms = round(silence * 1000, 1)
             barge = turns[i + 1] if i + 1 < len(turns) else None
             if (barge is not None and barge.role == "barge-in" and not barge.error
                     and barge.user_start_s is not None):
