@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate, Pcm, Transcript, Voice
+from avatar_rtc.backends.base import (
+    CUT_SHORT,
+    BackendError,
+    ChatMessage,
+    CpuGate,
+    Pcm,
+    Transcript,
+    Voice,
+)
 from avatar_rtc.backends.registry import Backends
 
 RATE = 16000
@@ -80,6 +88,7 @@ class FakeLlm:
     reply: str = "The first sentence is here. And here is a second one."
     token_delay_s: float = 0.005
     fail: bool = False
+    cut_short: bool = False  # the reply hits the token limit: CUT_SHORT comes last
     requests: list[list[ChatMessage]] = field(default_factory=list)
     prefills: list[list[ChatMessage]] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)  # the user_prefix of each prefill
@@ -109,6 +118,8 @@ class FakeLlm:
                         await asyncio.sleep(0.001)
                     self.held_s += time.monotonic() - since
                 queue.put_nowait(word + " ")
+            if self.cut_short:
+                queue.put_nowait(CUT_SHORT)
             queue.put_nowait(None)
 
         producer = asyncio.create_task(produce())
@@ -172,4 +183,5 @@ def fake_backends(**kwargs: object) -> Backends:
         stt=kwargs.get("stt", FakeStt()),  # type: ignore[arg-type]
         llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
         tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]
+        cpu=kwargs.get("cpu"),  # type: ignore[arg-type]
     )

@@ -106,6 +106,16 @@ def test_sentences_are_emitted_as_soon_as_whitespace_follows() -> None:
     assert c.flush() == []
 
 
+def test_a_cut_off_stream_drops_its_unfinished_sentence_only() -> None:
+    c = SentenceChunker()
+    assert c.push("Tea is a drink. It is made from") == ["Tea is a drink."]
+    assert c.flush(drop_fragment=True) == []
+    assert c.push("It is hot. Drink it slowly.") == ["It is hot."]
+    assert c.flush(drop_fragment=True) == ["Drink it slowly."]  # finished: kept
+    assert c.push("Tea is made from") == []
+    assert c.flush(drop_fragment=True) == ["Tea is made from"]  # nothing else to say
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from avatar_rtc.backends.scheduler import CpuTurns
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.history import INTERRUPTED_MARK
@@ -177,6 +178,41 @@ async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
     assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
     assert llm.cancelled == 1  # generation stopped on the backend
     assert tts.texts == ["I am sorry for that.", "I can help with tea."]
+
+
+async def test_the_cpu_turns_count_the_live_conversations() -> None:
+    cpu = CpuTurns()
+    async with harness(cpu=cpu) as first:
+        assert (cpu.conversations, cpu.threads(2)) == (1, 2)
+        async with harness(cpu=cpu):
+            assert (cpu.conversations, cpu.threads(2)) == (2, 1)
+        assert cpu.conversations == 1
+        await first.conversation.aclose()
+        await first.conversation.aclose()  # closing twice counts once
+    assert cpu.conversations == 0
+
+
+async def test_a_reply_cut_at_the_token_limit_drops_its_unfinished_sentence() -> None:
+    llm = FakeLlm(reply="Tea is a drink. It is made from leaves that are dried and",
+                  token_delay_s=0.001, cut_short=True)
+    tts = FakeTts()
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+    assert tts.texts == ["Tea is a drink."]
+    assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
+    assert h.conversation.history.exchanges[0].agent == "Tea is a drink."
+
+
+async def test_a_reply_cut_before_any_sentence_ended_is_still_spoken() -> None:
+    llm = FakeLlm(reply="Tea is made from leaves that are", token_delay_s=0.001,
+                  cut_short=True)
+    tts = FakeTts()
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+    assert tts.texts == ["Tea is made from leaves that are"]  # a fragment beats silence
 
 
 async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:

@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
+from avatar_rtc.backends.scheduler import CpuTurns
 
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")
 
@@ -46,6 +47,29 @@ async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
     await _reply(llm, a2)
     assert holds(a2) == holds(a1)
     assert reply_b
+
+
+async def test_a_reply_at_the_token_limit_ends_with_cut_short(llm: LlamaCppLlm) -> None:
+    cut = [d async for d in llm.stream(_ask("Write a long story about a dragon."))]
+    assert cut[-1] is CUT_SHORT and "".join(cut[:-1]).strip()
+    # A reply that ends on its own (end of sequence within 24 tokens) is not cut short.
+    done = [d async for d in llm.stream(_ask("Hi!"))]
+    assert not any(d is CUT_SHORT for d in done) and "".join(done).strip()
+
+
+async def test_each_step_runs_on_one_thread_while_several_calls_are_live() -> None:
+    cpu = CpuTurns()
+    model = LlamaCppLlm(max_tokens=6, temperature=0.0, max_contexts=1, cpu=cpu)
+    try:
+        context = model._contexts[0]
+        cpu.conversations = 2
+        ones = await _reply(model, _ask("Name a large animal."))
+        assert context.threads == (1, 1)
+        cpu.conversations = 1
+        assert await _reply(model, _ask("Name a large animal.")) == ones  # same reply
+        assert context.threads == (2, 2)  # n_threads, n_batch_threads
+    finally:
+        await model.aclose()
 
 
 async def test_a_new_question_does_not_wait_for_a_long_reply(llm: LlamaCppLlm) -> None:

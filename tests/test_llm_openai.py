@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from avatar_rtc.backends.base import BackendError, ChatMessage
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage
 from avatar_rtc.backends.llm_llamacpp import packaged_model_path
 from avatar_rtc.backends.llm_openai import OpenAiLlm
 from avatar_rtc.backends.registry import Backends
@@ -53,11 +53,19 @@ def llama_server() -> Iterator[str]:
 
 async def test_streams_tokens_from_a_real_server(llama_server: str) -> None:
     llm = OpenAiLlm(llama_server, max_tokens=24, temperature=0.0)
-    deltas = [d async for d in llm.stream([ChatMessage("user", "What is the capital of France?")])]
+    deltas = [d async for d in llm.stream([ChatMessage("user", "Hi!")])]
     await llm.aclose()
     assert len(deltas) > 1  # streamed, not one block
     assert "".join(deltas).strip()
     assert llm._model  # resolved from GET /v1/models
+    assert not any(d is CUT_SHORT for d in deltas)  # the answer ended on its own
+
+
+async def test_a_reply_at_the_token_limit_ends_with_cut_short(llama_server: str) -> None:
+    llm = OpenAiLlm(llama_server, max_tokens=8, temperature=0.0)
+    deltas = [d async for d in llm.stream(STORY)]
+    await llm.aclose()
+    assert deltas[-1] is CUT_SHORT and "".join(deltas[:-1]).strip()
 
 
 async def test_cancelling_a_reply_stops_generation_on_the_server(llama_server: str) -> None:

@@ -48,6 +48,15 @@ class ChatMessage:
     content: str
 
 
+class CutShort(str):
+    """The type of CUT_SHORT."""
+
+
+CUT_SHORT = CutShort()
+"""Yielded last, as an empty delta, by a LanguageModel whose reply hit its token
+limit: what follows the reply's last finished sentence is a fragment."""
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str
@@ -128,8 +137,9 @@ class LanguageModel(Protocol):
     def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None
     ) -> AsyncIterator[str]:
-        """Yields text deltas. Closing the iterator early (aclose or task cancellation)
-        must stop generation on the backend. A local model waits at `gate` between
+        """Yields text deltas, then CUT_SHORT if the reply hit the token limit. Closing
+        the iterator early (aclose or task cancellation) must stop generation on the
+        backend. A local model waits at `gate` between
         tokens while it is held."""
         ...
 

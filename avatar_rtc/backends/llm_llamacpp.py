@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class _Context:
     llama: Any
     busy: bool = False
     last_used: float = 0.0
+    threads: tuple[int, int] = (0, 0)  # (generation, prompt) set for its next step
 
     def shared_with(self, tokens: list[int]) -> int:
         """How many of `tokens` its KV cache already holds, from the start."""
@@ -156,6 +157,7 @@ class LlamaCppLlm:
         self._seed = seed
         self._vocab = self._contexts[0].llama  # tokenizes for every context
         self._prompter = _Prompter(self._vocab)
+        self._cpu = cpu
         self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
 
     def _load(self) -> Any:
@@ -167,6 +169,15 @@ class LlamaCppLlm:
             raise BackendError("llm", f"cannot load {self._path.name}: {exc}") from exc
 
     # -- contexts: touched only on the model thread --------------------------------
+
+    def _set_threads(self, context: _Context) -> None:
+        """Before each step: every thread while one call is live, one beside others."""
+        wanted = (self._params["n_threads"], self._params["n_threads_batch"])
+        if self._cpu is not None:
+            wanted = (self._cpu.threads(wanted[0]), self._cpu.threads(wanted[1]))
+        if context.threads != wanted:
+            context.llama._ctx.set_n_threads(*wanted)
+            context.threads = wanted
 
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
@@ -192,6 +203,7 @@ class LlamaCppLlm:
         tokens, stops = self._prompter.render(self._vocab, conversation)
         context = self._acquire(conversation, tokens)
         slot.append(context)
+        self._set_threads(context)
         try:
             # llama-cpp-python evaluates only the tokens after the longest prefix its
             # KV cache already holds (the system prompt, earlier turns, a prefill).
@@ -207,9 +219,12 @@ class LlamaCppLlm:
                 for chunk in chunks:
                     if stop.is_set():
                         return  # closing the generator ends llama's sampling loop
-                    delta = chunk["choices"][0]["text"]
-                    if delta:
-                        yield delta
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        yield choice["text"]
+                    if choice.get("finish_reason") == "length":
+                        yield CUT_SHORT
+                    self._set_threads(context)  # the next token is evaluated on resuming
             finally:
                 chunks.close()
         finally:
@@ -225,6 +240,7 @@ class LlamaCppLlm:
         slot.append(context)
         try:
             shared = context.shared_with(tokens)
+            self._set_threads(context)
             if shared < len(tokens):
                 context.llama.n_tokens = shared  # eval drops the KV cache past this point
                 context.llama.eval(tokens[shared:])

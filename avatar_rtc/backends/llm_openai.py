@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, CpuGate
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 
 
 class OpenAiLlm:
@@ -61,8 +61,13 @@ class OpenAiLlm:
             raise BackendError("llm", f"{type(exc).__name__}: {exc}") from exc
         try:
             async for chunk in response:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta.content:
+                    yield choice.delta.content
+                if choice.finish_reason == "length":
+                    yield CUT_SHORT
         except openai.OpenAIError as exc:
             raise BackendError("llm", f"{type(exc).__name__}: {exc}") from exc
         finally:

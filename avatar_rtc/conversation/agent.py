@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from avatar_rtc.backends.base import BackendError, ChatMessage, Pcm, Voice
+from avatar_rtc.backends.base import BackendError, ChatMessage, CutShort, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.backends.scheduler import urgent, user_waits
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
@@ -148,6 +148,8 @@ class Conversation:
         self._ahead_due = 0  # utterance length (frames) of the next partial transcript
         self._ahead_words = ""  # the user's words the last prefill evaluated
         self._turn_count = 0
+        if backends.cpu is not None:  # several live: the models step on one thread each
+            backends.cpu.conversations += 1
         self._samples_per_char = DEFAULT_SAMPLES_PER_CHAR
         self._closed = False
         self.state = "listening"
@@ -336,8 +338,12 @@ class Conversation:
         messages = self._history.messages(self._config.system_prompt, turn.user_text)
         chunker = SentenceChunker(self._config.chunker)
         tokens = backends.llm.stream(messages, turn.gate)
+        cut_short = False
         try:
             async for delta in tokens:
+                if isinstance(delta, CutShort):
+                    cut_short = True
+                    continue
                 turn.mark("llm_first_token", self._clock())
                 turn.reply_text += delta
                 for text in chunker.push(delta):
@@ -345,9 +351,14 @@ class Conversation:
                         return
         finally:
             await tokens.aclose()  # type: ignore[attr-defined]
-        for text in chunker.flush():
+        for text in chunker.flush(drop_fragment=cut_short):
             if not await self._say(turn, text):
                 return
+        if cut_short:
+            # The history keeps what was said, not the unfinished sentence after it.
+            log.info("turn %s: the reply hit the token limit; its last, unfinished "
+                     "sentence is not spoken", turn.id)
+            turn.reply_text = turn.chunk_text
 
     async def _say(self, turn: Turn, text: str) -> bool:
         """Speaks the reply's next chunk; False ends the reply: a small model that
@@ -355,7 +366,7 @@ class Conversation:
         words = _spoken_words(text)
         if len(words) >= 3 and any(_spoken_words(c.text) == words for c in turn.chunks):
             log.info("turn %s: the reply repeats itself; cut at %r", turn.id, text)
-            turn.reply_text = " ".join(chunk.text for chunk in turn.chunks)
+            turn.reply_text = turn.chunk_text
             return False
         if turn.chunks:
             await self._wait_for_room(turn)
@@ -446,7 +457,7 @@ class Conversation:
             turn.cut_off = True
         cut = turn.interrupted or turn.cut_off or turn.error is not None
         spoken = (heard_text(turn.chunks, self._samples_per_char) if cut
-                  else " ".join(c.text for c in turn.chunks))
+                  else turn.chunk_text)
         turn.spoken_text = spoken
         if turn.error is not None:
             self._emit({"type": "error", "message": turn.error})
@@ -497,6 +508,8 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
+        if self._backends.cpu is not None:
+            self._backends.cpu.conversations -= 1
         head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
         self._stop_listening_ahead()
         self._stop_prefill()

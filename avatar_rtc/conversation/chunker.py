@@ -377,11 +377,16 @@ class SentenceChunker:
         self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.feed(text))
         return self._scan(final=False)
 
-    def flush(self) -> list[str]:
-        """End of stream: return whatever remains, cleaned; the next push starts a new stream."""
+    def flush(self, *, drop_fragment: bool = False) -> list[str]:
+        """End of stream: return whatever remains, cleaned; the next push starts a new stream.
+
+        `drop_fragment`: the text was cut off (the LLM's token limit), so what follows
+        the last chunk is an unfinished sentence; it is dropped, unless the stream made
+        no chunk at all (a fragment beats silence)."""
         self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.finish())
         out = self._scan(final=True)
-        self._emit(self._buf, out)
+        if not drop_fragment or (self._first and not out):
+            self._emit(self._buf, out)
         self.reset()
         return out
 

@@ -118,6 +118,11 @@ class Turn:
     task: asyncio.Task[None] | None = None
 
     @property
+    def chunk_text(self) -> str:
+        """The reply's chunks, as sent to TTS."""
+        return " ".join(chunk.text for chunk in self.chunks)
+
+    @property
     def unplayed_samples(self) -> int:
         """Reply audio queued on the track and not sent yet."""
         return sum(p.total_samples - p.sent_samples for c in self.chunks for p in c.playouts)
