@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avatar_rtc.backends.scheduler import CpuTurns
 from avatar_rtc.backends.tts_piper import PACKAGED_VOICE, PiperTts
 
 
@@ -18,3 +19,25 @@ async def test_the_packaged_voice_speaks_a_piece_per_sentence() -> None:
     assert len(pieces) == 2  # one piece per sentence
     assert 0.8 < audio.size / tts.sample_rate < 4.0
     assert np.abs(audio.astype(np.int32)).max() > 3000
+
+
+async def test_several_live_calls_get_the_one_thread_session() -> None:
+    cpu = CpuTurns()
+    tts = PiperTts(PACKAGED_VOICE, voices_dir=None, threads=2, cpu=cpu)
+    sessions: list[int] = []
+    original = tts._load
+
+    def load(name: str, threads: int) -> object:
+        voice = original(name, threads)
+        sessions.append(voice.session.get_session_options().intra_op_num_threads)  # type: ignore[attr-defined]
+        return voice
+
+    tts._load = load  # type: ignore[method-assign]
+    try:
+        for conversations in (1, 2):
+            cpu.conversations = conversations
+            pieces = [pcm async for pcm in tts.synthesize("Hello there.", tts.default_voice())]
+            assert np.abs(np.concatenate(pieces).astype(np.int32)).max() > 3000
+    finally:
+        await tts.aclose()
+    assert sessions == [2, 1]

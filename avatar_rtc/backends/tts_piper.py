@@ -57,23 +57,30 @@ class PiperTts:
             have = ", ".join(sorted(self._available)) or "none"
             raise BackendError("tts", f"Piper voice {default_voice!r} not installed; have {have}")
         self._threads = threads
-        self._loaded: dict[str, object] = {}
+        self._cpu = cpu
+        self._loaded: dict[tuple[str, int], object] = {}  # (voice, threads)
         self._lock = threading.Lock()
         self._default = Voice(backend="piper", name=default_voice, speed=speed)
-        first = self._load(default_voice)
+        first = self._load(default_voice, threads)
+        if cpu is not None and threads > 1:
+            # Several calls live: one thread per sentence (CpuTurns.threads); loaded
+            # now, not in the middle of a busy call's reply.
+            self._load(default_voice, 1)
         self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
         self.name = f"piper {default_voice}"
         # Shared by every call; a reply's first chunk (urgent) jumps the queue.
         self._worker = SharedWorker("tts", cpu=cpu)
 
-    def _load(self, name: str) -> object:
+    def _load(self, name: str, threads: int) -> object:
+        """The voice in an onnxruntime session on `threads` threads (they are set per
+        session, so each count has its own)."""
         with self._lock:
-            voice = self._loaded.get(name)
+            voice = self._loaded.get((name, threads))
             if voice is not None:
                 return voice
             path = self._available[name]
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self._threads
+            options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             # onnxruntime's workers spin between ops (and a moment after a sentence).
             # Turned off, the LLM's next tokens on an idle machine got faster (25 -> 19
@@ -89,7 +96,7 @@ class PiperTts:
                 espeak_data_dir=base.espeak_data_dir,
                 download_dir=base.download_dir,
             )
-            self._loaded[name] = voice
+            self._loaded[(name, threads)] = voice
             return voice
 
     def voices(self) -> list[str]:
@@ -104,7 +111,8 @@ class PiperTts:
         name = voice.name or self._default.name
         if name not in self._available:
             raise BackendError("tts", f"Piper voice {name!r} not installed")
-        piper_voice = self._load(name)
+        threads = self._threads if self._cpu is None else self._cpu.threads(self._threads)
+        piper_voice = self._load(name, threads)
         rate = piper_voice.config.sample_rate  # type: ignore[attr-defined]
         if rate != self.sample_rate:
             raise BackendError("tts", f"voice {name!r} runs at {rate} Hz, not {self.sample_rate}")
