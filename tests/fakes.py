@@ -183,5 +183,4 @@ def fake_backends(**kwargs: object) -> Backends:
         stt=kwargs.get("stt", FakeStt()),  # type: ignore[arg-type]
         llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
         tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]
-        cpu=kwargs.get("cpu"),  # type: ignore[arg-type]
     )

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatar_rtc.backends.scheduler import CpuTurns
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.history import INTERRUPTED_MARK
@@ -178,18 +177,6 @@ async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
     assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
     assert llm.cancelled == 1  # generation stopped on the backend
     assert tts.texts == ["I am sorry for that.", "I can help with tea."]
-
-
-async def test_the_cpu_turns_count_the_live_conversations() -> None:
-    cpu = CpuTurns()
-    async with harness(cpu=cpu) as first:
-        assert (cpu.conversations, cpu.threads(2)) == (1, 2)
-        async with harness(cpu=cpu):
-            assert (cpu.conversations, cpu.threads(2)) == (2, 1)
-        assert cpu.conversations == 1
-        await first.conversation.aclose()
-        await first.conversation.aclose()  # closing twice counts once
-    assert cpu.conversations == 0
 
 
 async def test_a_reply_cut_at_the_token_limit_drops_its_unfinished_sentence() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
-from avatar_rtc.backends.scheduler import CpuTurns
+from avatar_rtc.backends.threads import ThreadChoice
 
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")
 
@@ -57,19 +57,45 @@ async def test_a_reply_at_the_token_limit_ends_with_cut_short(llm: LlamaCppLlm) 
     assert not any(d is CUT_SHORT for d in done) and "".join(done).strip()
 
 
-async def test_each_step_runs_on_one_thread_while_several_calls_are_live() -> None:
-    cpu = CpuTurns()
-    model = LlamaCppLlm(max_tokens=6, temperature=0.0, max_contexts=1, cpu=cpu)
+class _ScriptedChoice(ThreadChoice):
+    """Picks 1, 2, 1, 2...; keeps what the model reports."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.picks: list[int] = []
+        self.steps: list[tuple[int, float]] = []
+
+    def pick(self) -> int:
+        self.picks.append(1 + len(self.picks) % 2)
+        return self.picks[-1]
+
+    def record(self, threads: int, seconds: float, work: float = 1.0) -> None:
+        self.steps.append((threads, seconds))
+
+
+async def test_each_token_runs_on_the_thread_count_picked_and_is_timed() -> None:
+    model = LlamaCppLlm(max_tokens=6, temperature=0.0, max_contexts=1)
+    model._threads = choice = _ScriptedChoice()
+    applied: list[tuple[int, int]] = []
+    ctx = model._contexts[0].llama._ctx
+    original = ctx.set_n_threads
+
+    def set_n_threads(n: int, n_batch: int) -> None:
+        applied.append((n, n_batch))
+        original(n, n_batch)
+
+    ctx.set_n_threads = set_n_threads
     try:
-        context = model._contexts[0]
-        cpu.conversations = 2
-        ones = await _reply(model, _ask("Name a large animal."))
-        assert context.threads == (1, 1)
-        cpu.conversations = 1
-        assert await _reply(model, _ask("Name a large animal.")) == ones  # same reply
-        assert context.threads == (2, 2)  # n_threads, n_batch_threads
+        reply = await _reply(model, _ask("Write a long story about a dragon."))
     finally:
         await model.aclose()
+    assert reply.strip()
+    # Before the prompt and before each next token: one thread, then both, in turn.
+    assert len(choice.picks) >= 6 and applied == [(1, 1), (2, 2)] * (len(choice.picks) // 2) \
+        + [(1, 1)] * (len(choice.picks) % 2)
+    # Every step but the first (the prompt) was timed, on the count it ran on.
+    assert [t for t, _ in choice.steps] == choice.picks[1:len(choice.steps) + 1]
+    assert len(choice.steps) >= 5 and all(0 < s < 5 for _, s in choice.steps)
 
 
 async def test_a_new_question_does_not_wait_for_a_long_reply(llm: LlamaCppLlm) -> None:

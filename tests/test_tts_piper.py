@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar_rtc.backends.scheduler import CpuTurns
+from avatar_rtc.backends.threads import ThreadChoice
 from avatar_rtc.backends.tts_piper import PACKAGED_VOICE, PiperTts
 
 
@@ -21,9 +21,8 @@ async def test_the_packaged_voice_speaks_a_piece_per_sentence() -> None:
     assert np.abs(audio.astype(np.int32)).max() > 3000
 
 
-async def test_several_live_calls_get_the_one_thread_session() -> None:
-    cpu = CpuTurns()
-    tts = PiperTts(PACKAGED_VOICE, voices_dir=None, threads=2, cpu=cpu)
+async def test_a_sentence_runs_on_the_session_whose_threads_were_faster_lately() -> None:
+    tts = PiperTts(PACKAGED_VOICE, voices_dir=None, threads=2)
     sessions: list[int] = []
     original = tts._load
 
@@ -33,11 +32,15 @@ async def test_several_live_calls_get_the_one_thread_session() -> None:
         return voice
 
     tts._load = load  # type: ignore[method-assign]
+    choice = tts._threads
     try:
-        for conversations in (1, 2):
-            cpu.conversations = conversations
+        for fast, slow in ((2, 1), (1, 2)):
+            for _ in range(ThreadChoice.SAMPLES):
+                choice.record(fast, 0.05)
+                choice.record(slow, 5.0)
             pieces = [pcm async for pcm in tts.synthesize("Hello there.", tts.default_voice())]
             assert np.abs(np.concatenate(pieces).astype(np.int32)).max() > 3000
     finally:
         await tts.aclose()
     assert sessions == [2, 1]
+    assert (choice.cost(1) or 5.0) < 5.0  # the sentence was timed, per second of audio

@@ -21,6 +21,7 @@ from typing import Any
 
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
+from avatar_rtc.backends.threads import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ class LlamaCppLlm:
         self._seed = seed
         self._vocab = self._contexts[0].llama  # tokenizes for every context
         self._prompter = _Prompter(self._vocab)
-        self._cpu = cpu
+        self._threads = ThreadChoice(n_threads)
         self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
 
     def _load(self) -> Any:
@@ -170,14 +171,15 @@ class LlamaCppLlm:
 
     # -- contexts: touched only on the model thread --------------------------------
 
-    def _set_threads(self, context: _Context) -> None:
-        """Before each step: every thread while one call is live, one beside others."""
-        wanted = (self._params["n_threads"], self._params["n_threads_batch"])
-        if self._cpu is not None:
-            wanted = (self._cpu.threads(wanted[0]), self._cpu.threads(wanted[1]))
+    def _set_threads(self, context: _Context) -> int:
+        """Before each step: the thread count that has been fastest lately."""
+        threads = self._threads.pick()
+        # A prompt follows the same choice: on one thread when one is faster now.
+        wanted = (threads, self._params["n_threads_batch"] if threads > 1 else 1)
         if context.threads != wanted:
             context.llama._ctx.set_n_threads(*wanted)
             context.threads = wanted
+        return threads
 
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
@@ -203,7 +205,7 @@ class LlamaCppLlm:
         tokens, stops = self._prompter.render(self._vocab, conversation)
         context = self._acquire(conversation, tokens)
         slot.append(context)
-        self._set_threads(context)
+        threads = self._set_threads(context)
         try:
             # llama-cpp-python evaluates only the tokens after the longest prefix its
             # KV cache already holds (the system prompt, earlier turns, a prefill).
@@ -215,8 +217,11 @@ class LlamaCppLlm:
                 seed=self._seed,
                 stop=stops,
             )
+            resumed: float | None = None  # the first step evaluates the prompt too
             try:
                 for chunk in chunks:
+                    if resumed is not None:  # one step: the next token
+                        self._threads.record(threads, time.perf_counter() - resumed)
                     if stop.is_set():
                         return  # closing the generator ends llama's sampling loop
                     choice = chunk["choices"][0]
@@ -224,7 +229,8 @@ class LlamaCppLlm:
                         yield choice["text"]
                     if choice.get("finish_reason") == "length":
                         yield CUT_SHORT
-                    self._set_threads(context)  # the next token is evaluated on resuming
+                    threads = self._set_threads(context)  # evaluated on resuming
+                    resumed = time.perf_counter()
             finally:
                 chunks.close()
         finally:

@@ -36,8 +36,6 @@ class Backends:
     # Per configured TTS backend, "tts/<name>": "ready" or "unavailable: <why>".
     status: dict[str, str] = field(default_factory=dict)
     admission: Admission = field(default_factory=Admission)
-    # The turns the local models take on the CPU (None: each runs whenever it likes).
-    cpu: CpuTurns | None = None
 
     def describe(self) -> dict[str, str]:
         described = {"vad": self.vad.name, "stt": self.stt.name, "llm": self.llm.name,
@@ -105,8 +103,7 @@ def _build(settings: Settings) -> Backends:
         probe=default_probe(settings.gpu.device_index),
         device=f"cuda:{settings.gpu.device_index}",
     )
-    return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission,
-                    cpu=cpu)
+    return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission)
 
 
 def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker],

@@ -139,17 +139,6 @@ class CpuTurns:
         self._busy = False
         self._waiting: dict[int, Callable[[], Rank]] = {}
         self._tickets = itertools.count()
-        # Live conversations; kept by them on the event loop, read by model threads.
-        self.conversations = 0
-
-    def threads(self, most: int) -> int:
-        """How many threads a model may spread its next step over: `most` while one
-        conversation is live, one while several are. Their audio, the event loop and
-        the recorders then keep taking cores, and a thread pool that loses a core spins
-        at every barrier until it gets it back: llama.cpp on 2 threads beside one busy
-        process took 65-76 ms of CPU per token instead of 25-30, p90 150-180 ms per
-        token; on one thread, 25 ms of CPU and a p90 of 27 ms."""
-        return most if self.conversations <= 1 else 1
 
     @contextlib.contextmanager
     def turn(self, rank: Callable[[], Rank]) -> Iterator[Callable[[Rank], bool]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import onnxruntime
 
 from avatar_rtc.backends.base import BackendError, Pcm, Voice
 from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
+from avatar_rtc.backends.threads import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,12 @@ class PiperTts:
         if default_voice not in self._available:
             have = ", ".join(sorted(self._available)) or "none"
             raise BackendError("tts", f"Piper voice {default_voice!r} not installed; have {have}")
-        self._threads = threads
-        self._cpu = cpu
+        self._threads = ThreadChoice(threads)
         self._loaded: dict[tuple[str, int], object] = {}  # (voice, threads)
         self._lock = threading.Lock()
         self._default = Voice(backend="piper", name=default_voice, speed=speed)
         first = self._load(default_voice, threads)
-        if cpu is not None and threads > 1:
-            # Several calls live: one thread per sentence (CpuTurns.threads); loaded
-            # now, not in the middle of a busy call's reply.
+        if threads > 1:  # loaded now, not in the middle of a reply on a busy machine
             self._load(default_voice, 1)
         self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
         self.name = f"piper {default_voice}"
@@ -111,16 +110,21 @@ class PiperTts:
         name = voice.name or self._default.name
         if name not in self._available:
             raise BackendError("tts", f"Piper voice {name!r} not installed")
-        threads = self._threads if self._cpu is None else self._cpu.threads(self._threads)
+        threads = self._threads.pick()
         piper_voice = self._load(name, threads)
         rate = piper_voice.config.sample_rate  # type: ignore[attr-defined]
         if rate != self.sample_rate:
             raise BackendError("tts", f"voice {name!r} runs at {rate} Hz, not {self.sample_rate}")
         config = SynthesisConfig(length_scale=1.0 / max(voice.speed, 0.1))
-        for chunk in piper_voice.synthesize(text, syn_config=config):  # type: ignore[attr-defined]
-            if stop.is_set():
+        pieces = piper_voice.synthesize(text, syn_config=config)  # type: ignore[attr-defined]
+        while True:
+            started = time.perf_counter()
+            chunk = next(pieces, None)
+            if chunk is None or stop.is_set():
                 return
-            yield np.asarray(chunk.audio_int16_array, dtype=np.int16).reshape(-1)
+            pcm = np.asarray(chunk.audio_int16_array, dtype=np.int16).reshape(-1)
+            self._threads.record(threads, time.perf_counter() - started, pcm.size / rate)
+            yield pcm
 
     async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
         try:

@@ -148,8 +148,6 @@ class Conversation:
         self._ahead_due = 0  # utterance length (frames) of the next partial transcript
         self._ahead_words = ""  # the user's words the last prefill evaluated
         self._turn_count = 0
-        if backends.cpu is not None:  # several live: the models step on one thread each
-            backends.cpu.conversations += 1
         self._samples_per_char = DEFAULT_SAMPLES_PER_CHAR
         self._closed = False
         self.state = "listening"
@@ -508,8 +506,6 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
-        if self._backends.cpu is not None:
-            self._backends.cpu.conversations -= 1
         head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
         self._stop_listening_ahead()
         self._stop_prefill()

@@ -1,0 +1,65 @@
+"""How many threads a model's next step runs on: measured on this machine, now.
+
+A model's thread pool is fastest on every core of an idle machine. When something else
+holds a core (other calls' audio, the event loop, the hypervisor's steal time), a pool
+that loses a core spins at each barrier until it gets the core back, and one step can
+take many times its work. Measured on the 2-core VM, llama.cpp per token:
+
+- idle: 2 threads 14.5 ms, 1 thread 25.5 ms;
+- beside one busy process: 2 threads p50 29, p90 150-180 ms and 65-76 ms of CPU;
+  1 thread p50 25, p90 27 ms and 25 ms of CPU;
+- beside two: 2 threads p90 0.5-0.7 s; 1 thread p90 81-94 ms.
+
+Piper behaved alike (a sentence: 376 ms on 2 threads and 606 on 1 when idle; 700-757
+against 624-637 beside one busy process). Neither count wins everywhere, and the load
+changes from one second to the next, so each model times its steps on both and takes
+the faster, trying the other now and then.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class ThreadChoice:
+    """Picks the thread count of a model's next step: `most`, or one.
+
+    Each count keeps the cost (seconds per unit of work: a token, a second of audio)
+    of its last SAMPLES steps; the cheaper mean wins, so a count whose steps now and
+    then stall for a whole time slice loses. Every EXPLORE_EVERY steps the other count
+    runs once, and that step's cost replaces the ones it had: they were measured under
+    another load. Used by one model thread only.
+    """
+
+    SAMPLES = 5
+    EXPLORE_EVERY = 16
+
+    def __init__(self, most: int) -> None:
+        self.most = max(1, most)
+        self._costs: dict[int, deque[float]] = {
+            n: deque(maxlen=self.SAMPLES) for n in {self.most, 1}}
+        self._picks = 0
+        self._picked_at = dict.fromkeys(self._costs, 0)  # the pick that last chose each
+
+    def cost(self, threads: int) -> float | None:
+        """Mean seconds per unit of work of the recent steps on `threads`."""
+        costs = self._costs[threads]
+        return sum(costs) / len(costs) if costs else None
+
+    def pick(self) -> int:
+        if self.most == 1:
+            return 1
+        self._picks += 1
+        many, one = self.cost(self.most), self.cost(1)
+        if many is None or one is None:  # measure both first
+            return self.most if many is None else 1
+        best, other = (self.most, 1) if many <= one else (1, self.most)
+        threads = other if self._picks % self.EXPLORE_EVERY == 0 else best
+        if self._picks - self._picked_at[threads] > self.SAMPLES:  # back after a while
+            self._costs[threads].clear()
+        self._picked_at[threads] = self._picks
+        return threads
+
+    def record(self, threads: int, seconds: float, work: float = 1.0) -> None:
+        if threads in self._costs and work > 0:
+            self._costs[threads].append(seconds / work)
