@@ -61,3 +61,10 @@ def test_trying_the_other_count_keeps_the_costs_of_the_one_in_use() -> None:
     choice.record(1, 0.025)
     assert choice.pick() == 2
     assert len(choice._costs[2]) == ThreadChoice.SAMPLES  # not cleared by the detour
+
+
+def test_one_thread_takes_over_only_when_clearly_faster() -> None:
+    choice = ThreadChoice(2)
+    assert _run(choice, 10, {2: 0.034, 1: 0.030})[2:].count(2) == 8  # a draw: both
+    busy = _run(choice, 10, {2: 0.034 * 2, 1: 0.030})
+    assert busy.count(1) >= 8  # (the 16th pick tries two threads again)

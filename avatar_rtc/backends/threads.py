@@ -25,14 +25,19 @@ class ThreadChoice:
     """Picks the thread count of a model's next step: `most`, or one.
 
     Each count keeps the cost (seconds per unit of work: a token, a second of audio)
-    of its last SAMPLES steps; the cheaper mean wins, so a count whose steps now and
-    then stall for a whole time slice loses. Every EXPLORE_EVERY steps the other count
+    of its last SAMPLES steps; the cheaper mean wins (one thread by a MARGIN), so a
+    count whose steps now and then stall for a whole time slice loses. Every EXPLORE_EVERY steps the other count
     runs once, and that step's cost replaces the ones it had: they were measured under
     another load. Used by one model thread only.
     """
 
     SAMPLES = 5
     EXPLORE_EVERY = 16
+    # One thread takes over only when clearly faster. With one call on the VM, steps
+    # on 2 threads cost 34 ms on average against 37 on one (p50 17 against 31: every
+    # few tokens another thread took a core for a moment); such a draw is noise, and
+    # a first chunk written on one thread came 40-60 ms later.
+    MARGIN = 1.25
 
     def __init__(self, most: int) -> None:
         self.most = max(1, most)
@@ -53,7 +58,7 @@ class ThreadChoice:
         many, one = self.cost(self.most), self.cost(1)
         if many is None or one is None:  # measure both first
             return self.most if many is None else 1
-        best, other = (self.most, 1) if many <= one else (1, self.most)
+        best, other = (self.most, 1) if many <= one * self.MARGIN else (1, self.most)
         threads = other if self._picks % self.EXPLORE_EVERY == 0 else best
         if self._picks - self._picked_at[threads] > self.SAMPLES:  # back after a while
             self._costs[threads].clear()
