@@ -26,9 +26,9 @@ class ThreadChoice:
 
     Each count keeps the cost (seconds per unit of work: a token, a second of audio)
     of its last SAMPLES steps; the cheaper mean wins (one thread by a MARGIN), so a
-    count whose steps now and then stall for a whole time slice loses. Every EXPLORE_EVERY steps the other count
-    runs once, and that step's cost replaces the ones it had: they were measured under
-    another load. Used by one model thread only.
+    count whose steps now and then stall for a whole time slice loses. Every
+    EXPLORE_EVERY steps the other count runs once, and that step's cost replaces the
+    ones it had: they were measured under another load. Used by one model thread only.
     """
 
     SAMPLES = 5
