@@ -18,33 +18,48 @@ the faster, trying the other now and then.
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 
 
 class ThreadChoice:
     """Picks the thread count of a model's next step: `most`, or one.
 
     Each count keeps the cost (seconds per unit of work: a token, a second of audio)
-    of its last SAMPLES steps; the cheaper mean wins (one thread by a MARGIN), so a
-    count whose steps now and then stall for a whole time slice loses. Every
-    EXPLORE_EVERY steps the other count runs once, and that step's cost replaces the
-    ones it had: they were measured under another load. Used by one model thread only.
+    of its last SAMPLES steps, and the cheaper mean wins (one thread by a MARGIN): a
+    count whose steps now and then stall for a whole time slice loses.
+
+    Now and then the other count runs once, to see whether the load changed: every
+    EXPLORE_EVERY picks, twice as many each time `most` loses the lead again (up to
+    EXPLORE_MOST): on a machine with every core taken, one step on two threads can
+    stall for a second, and a lucky fast one leads to more.
+
+    After a quiet spell (QUIET_S without a step: the user was speaking) the costs are
+    stale and `most` runs first: a reply's first tokens get every thread unless they
+    are slow now. Used by one model thread only.
     """
 
     SAMPLES = 5
+    QUIET_S = 1.0
     EXPLORE_EVERY = 16
+    EXPLORE_MOST = 512
     # One thread takes over only when clearly faster. With one call on the VM, steps
     # on 2 threads cost 34 ms on average against 37 on one (p50 17 against 31: every
     # few tokens another thread took a core for a moment); such a draw is noise, and
     # a first chunk written on one thread came 40-60 ms later.
     MARGIN = 1.25
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.most = max(1, most)
+        self._clock = clock
         self._costs: dict[int, deque[float]] = {
             n: deque(maxlen=self.SAMPLES) for n in {self.most, 1}}
-        self._picks = 0
-        self._picked_at = dict.fromkeys(self._costs, 0)  # the pick that last chose each
+        self._last_pick = float("-inf")
+        self._best = self.most
+        self._explored: int | None = None  # the count the last pick tried
+        self._explore_every = self.EXPLORE_EVERY
+        self._since_explore = 0
 
     def cost(self, threads: int) -> float | None:
         """Mean seconds per unit of work of the recent steps on `threads`."""
@@ -54,16 +69,26 @@ class ThreadChoice:
     def pick(self) -> int:
         if self.most == 1:
             return 1
-        self._picks += 1
+        now = self._clock()
+        if now - self._last_pick > self.QUIET_S:
+            self._costs[self.most].clear()  # measured under a load that has passed
+            self._explore_every, self._since_explore = self.EXPLORE_EVERY, 0
+        self._last_pick = now
         many, one = self.cost(self.most), self.cost(1)
-        if many is None or one is None:  # measure both first
+        if many is None or one is None:  # measure: all the threads first
             return self.most if many is None else 1
-        best, other = (self.most, 1) if many <= one * self.MARGIN else (1, self.most)
-        threads = other if self._picks % self.EXPLORE_EVERY == 0 else best
-        if self._picks - self._picked_at[threads] > self.SAMPLES:  # back after a while
-            self._costs[threads].clear()
-        self._picked_at[threads] = self._picks
-        return threads
+        best = self.most if many <= one * self.MARGIN else 1
+        if best == 1 and (self._best == self.most or self._explored == self.most):
+            # Two threads lost the lead, or a try to get it back: try less often.
+            self._explore_every = min(2 * self._explore_every, self.EXPLORE_MOST)
+        self._best, self._explored = best, None
+        self._since_explore += 1
+        if self._since_explore < self._explore_every:
+            return best
+        self._since_explore = 0
+        self._explored = 1 if best == self.most else self.most
+        self._costs[self._explored].clear()  # measured under another load
+        return self._explored
 
     def record(self, threads: int, seconds: float, work: float = 1.0) -> None:
         if threads in self._costs and work > 0:
