@@ -158,6 +158,13 @@ class Caller:
             if isinstance(message, str):
                 self.events.append((time.monotonic(), json.loads(message)))
                 self._event_signal.set()
+                if self.events[-1][1].get("type") == "bye":
+                    self._over()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._over()
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -205,8 +212,32 @@ class Caller:
 
     # ---- what the test or the benchmark does ------------------------------------
 
+    @property
+    def ended(self) -> str | None:
+        """Why the call is over (the server's "bye", a failed connection), or None."""
+        for _, event in self.events:
+            if event.get("type") == "bye":
+                return f"the server ended the call ({event.get('reason') or 'no reason'})"
+        if self.pc.connectionState in ("failed", "closed"):
+            return f"the connection {self.pc.connectionState}"
+        return None
+
+    def check_live(self) -> None:
+        """Waiting on a call that is over would only end in a timeout, much later."""
+        ended = self.ended
+        if ended is not None:
+            raise CallerError(ended)
+
     def say(self, pcm: Pcm, rate: int) -> Utterance:
+        self.check_live()
         return self.mic.say(pcm, rate)
+
+    def _over(self) -> None:
+        """The call is over: every wait wakes (and raises), and the utterances still
+        queued count as done: nobody sends them any more."""
+        self.mic.interrupt()
+        self._event_signal.set()
+        self._frame_signal.set()
 
     async def wait_agent_audio(self, after: float, timeout_s: float = 30.0) -> float:
         """Arrival time of the first audible agent frame after `after`."""
@@ -217,6 +248,7 @@ class Caller:
                     if frame.at > after and frame.peak >= AUDIBLE_PEAK:
                         return frame.at
                 index = len(self.frames)
+                self.check_live()
                 self._frame_signal.clear()
                 await self._frame_signal.wait()
 
@@ -237,6 +269,7 @@ class Caller:
                     elif frame.at - run_start >= quiet_s:
                         return run_start
                 index = len(self.frames)
+                self.check_live()
                 self._frame_signal.clear()
                 await self._frame_signal.wait()
 
@@ -251,6 +284,8 @@ class Caller:
                     ):
                         return event
                 index = len(self.events)
+                if kind != "bye":
+                    self.check_live()
                 self._event_signal.clear()
                 await self._event_signal.wait()
 

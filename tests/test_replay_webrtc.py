@@ -8,6 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from avatar_rtc.call import Call
 from avatar_rtc.replay.report import render_html, render_png
-from avatar_rtc.replay.sources import load_audio
+from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.summary import render, summarize
 from avatar_rtc.replay.timeline import Timeline
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
@@ -166,3 +167,18 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
         assert (out / name).stat().st_size > 0, name
     stored = server.turns(data["call_id"])
     assert stored[0]["interrupted"] and stored[0]["spoken_text"] == first["spoken_text"]
+
+
+async def test_a_call_the_server_ends_midway_returns_at_once_with_the_reason(
+    start_server: Callable[..., LiveServer]
+) -> None:
+    server = start_server(server__call_max_s=6.0)
+    sources = [AudioSource(name, speak(text), 48000) for name, text in QUESTIONS.items()]
+    started = time.monotonic()
+    timeline = await replay_webrtc(server.url, sources, WebrtcOptions(gap_s=0.5))
+    # The call ends 6 s in, during the second or third question: no 60 s reply timeouts.
+    assert time.monotonic() - started < 30
+    error = timeline.options["error"]
+    assert "the server ended the call" in error and "max" in error, error
+    assert timeline.turns[-1].error == error
+    assert len(timeline.turns) < len(sources)

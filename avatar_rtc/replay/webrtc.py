@@ -105,6 +105,11 @@ async def replay_webrtc(url: str, sources: list[AudioSource],
     try:
         await run.play(sources)
         await asyncio.sleep(0.3)  # the last frames still in flight
+    except CallerError as exc:  # over mid-call: the turns measured so far stay
+        turns = timeline.turns
+        if turns and turns[-1].error is None:
+            turns[-1].error = str(exc)
+        timeline.options["error"] = str(exc)
     finally:
         await caller.close()
     run.finish()
@@ -170,6 +175,7 @@ class _Run:
     async def speak(self, turn: TimelineTurn, pcm: Pcm, rate: int) -> Utterance:
         said = self.caller.say(pcm, rate)
         await said.done.wait()
+        self.caller.check_live()  # not cut short by the end of the call
         self.user_times(turn, said)
         return said
 
