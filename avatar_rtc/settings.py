@@ -97,7 +97,9 @@ class SttSettings:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     # int8 on a CPU; float16 or int8_float16 on a GPU (see STT_COMPUTE_TYPES).
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    # tiny.en on the 2-core VM: one thread 33/90/191 ms for 2/6/11 s of speech, two
+    # 38/120/224 ms; beside a busy process 31/133/239 against 119/172/233.
+    cpu_threads: int = 1
     language: str = "en"  # empty: detect per turn (multilingual models)
     beam_size: int = 1
     # Whisper's encoder window is fitted to the utterance but never below this (30 =
