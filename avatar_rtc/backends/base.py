@@ -139,8 +139,7 @@ class LanguageModel(Protocol):
     ) -> AsyncIterator[str]:
         """Yields text deltas, then CUT_SHORT if the reply hit the token limit. Closing
         the iterator early (aclose or task cancellation) must stop generation on the
-        backend. A local model waits at `gate` between
-        tokens while it is held."""
+        backend. A local model waits at `gate` between tokens while it is held."""
         ...
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:

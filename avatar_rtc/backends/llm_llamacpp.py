@@ -48,7 +48,6 @@ class _Context:
     llama: Any
     busy: bool = False
     last_used: float = 0.0
-    threads: tuple[int, int] = (0, 0)  # (generation, prompt) set for its next step
 
     def shared_with(self, tokens: list[int]) -> int:
         """How many of `tokens` its KV cache already holds, from the start."""
@@ -175,10 +174,9 @@ class LlamaCppLlm:
         """Before each step: the thread count that has been fastest lately."""
         threads = self._threads.pick()
         # A prompt follows the same choice: on one thread when one is faster now.
-        wanted = (threads, self._params["n_threads_batch"] if threads > 1 else 1)
-        if context.threads != wanted:
-            context.llama._ctx.set_n_threads(*wanted)
-            context.threads = wanted
+        # (Setting them only stores two numbers in the context's parameters.)
+        context.llama._ctx.set_n_threads(
+            threads, self._params["n_threads_batch"] if threads > 1 else 1)
         return threads
 
     def _can_start(self) -> bool:

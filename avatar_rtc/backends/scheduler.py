@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,17 @@ URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("avatar_urgent", d
 
 
 @contextlib.contextmanager
-def urgent(flag: bool = True) -> Iterator[None]:
-    token = URGENT.set(flag)
+def _setting(var: contextvars.ContextVar[V], value: V) -> Iterator[None]:
+    """`var` is `value` inside the block (and in tasks and streams started there)."""
+    token = var.set(value)
     try:
         yield
     finally:
-        URGENT.reset(token)
+        var.reset(token)
+
+
+def urgent(flag: bool = True) -> contextlib.AbstractContextManager[None]:
+    return _setting(URGENT, flag)
 
 
 @dataclass
@@ -71,13 +77,8 @@ USER_WAIT: contextvars.ContextVar[UserWait | None] = contextvars.ContextVar(
 DUE_LEAD_S = 1.0
 
 
-@contextlib.contextmanager
-def user_waits(wait: UserWait) -> Iterator[None]:
-    token = USER_WAIT.set(wait)
-    try:
-        yield
-    finally:
-        USER_WAIT.reset(token)
+def user_waits(wait: UserWait) -> contextlib.AbstractContextManager[None]:
+    return _setting(USER_WAIT, wait)
 
 
 # (class, time): 0 urgent, 1 playing, 2 background; then the oldest (or longest idle).

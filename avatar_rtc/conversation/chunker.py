@@ -385,7 +385,7 @@ class SentenceChunker:
         no chunk at all (a fragment beats silence)."""
         self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.finish())
         out = self._scan(final=True)
-        if not drop_fragment or (self._first and not out):
+        if not drop_fragment or self._first:  # (_emit clears _first)
             self._emit(self._buf, out)
         self.reset()
         return out
