@@ -142,10 +142,13 @@ async def test_a_playing_reply_due_soon_turns_urgent_and_one_due_later_waits() -
     async with _blocked_worker() as (worker, go_on):
 
         async def stream(name: str, wait: UserWait | None = None) -> list[str]:
+            # Steps of 50 ms: the reader keeps up even on a loaded machine (a reply
+            # ahead of its reader is not urgent: the next test).
+            produce = _counter(name, 3, log, delay_s=0.05)
             if wait is None:
-                return await _drain(worker, _counter(name, 3, log))
+                return await _drain(worker, produce)
             with user_waits(wait), urgent(wait.due is None):
-                return await _drain(worker, _counter(name, 3, log))
+                return await _drain(worker, produce)
 
         now = time.monotonic()
         soon = UserWait(now - 5, due=now + 10 * DUE_LEAD_S)
