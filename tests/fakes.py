@@ -92,6 +92,8 @@ class FakeLlm:
     requests: list[list[ChatMessage]] = field(default_factory=list)
     prefills: list[list[ChatMessage]] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)  # the user_prefix of each prefill
+    sessions: list[str] = field(default_factory=list)  # of each request and prefill
+    released: list[str] = field(default_factory=list)
     cancelled: int = 0
     completed: int = 0
     held_waits: int = 0  # times generation waited at the turn's gate
@@ -99,11 +101,12 @@ class FakeLlm:
     name: str = "fake-llm"
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
     ) -> AsyncIterator[str]:
         """Generates in a background task, as llama.cpp does on its own thread: tokens
         keep coming whether or not the conversation is reading them."""
         self.requests.append(list(messages))
+        self.sessions.append(session)
         if self.fail:
             raise BackendError("llm", "model crashed")
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -134,9 +137,14 @@ class FakeLlm:
             if not finished:
                 self.cancelled += 1
 
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
+                      session: str = "") -> None:
+        self.sessions.append(session)
         self.prefills.append(list(context))
         self.prefixes.append(user_prefix)
+
+    def release(self, session: str) -> None:
+        self.released.append(session)
 
     async def warmup(self, system_prompt: str = "") -> None:
         pass

@@ -265,6 +265,19 @@ async def test_the_llm_prefills_the_conversation_when_the_user_starts_speaking()
         assert llm.prefills[1][-1].content == "Hello there."
 
 
+async def test_each_call_is_one_llm_session_released_at_hang_up() -> None:
+    llm = FakeLlm(reply="Hello there.")
+    for _call in range(2):
+        async with harness(llm=llm) as h:
+            await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+            await h.wait_for("turn_end")
+            assert llm.released == [] or len(llm.released) == 1
+    # Prefill and reply of a call name the same session; the next call another.
+    first, second = dict.fromkeys(llm.sessions)
+    assert first and second and llm.sessions == [first, first, second, second]
+    assert llm.released == [first, second]
+
+
 async def test_the_llm_reads_the_users_first_words_while_they_still_speak() -> None:
     # Whisper starts some transcripts lower-case, some not: the LLM reads them one way.
     stt, llm = FakeStt(text="what is the capital of France?"), FakeLlm()

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
+from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm
 from avatar_rtc.backends.threads import ThreadChoice
 
 SYSTEM = ChatMessage("system", "You are a helpful assistant.")
@@ -18,8 +18,8 @@ def _ask(question: str, history: list[ChatMessage] | None = None) -> list[ChatMe
     return [SYSTEM, *(history or []), ChatMessage("user", question)]
 
 
-async def _reply(llm: LlamaCppLlm, messages: list[ChatMessage]) -> str:
-    return "".join([d async for d in llm.stream(messages)])
+async def _reply(llm: LlamaCppLlm, messages: list[ChatMessage], session: str = "") -> str:
+    return "".join([d async for d in llm.stream(messages, session=session)])
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ async def llm():  # type: ignore[no-untyped-def]
 async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
     a1 = _ask("What is the capital of France?")
     b1 = _ask("Name a large animal.")
-    reply_a = await _reply(llm, a1)
-    reply_b = await _reply(llm, b1)
+    reply_a = await _reply(llm, a1, "a")
+    reply_b = await _reply(llm, b1, "b")
     # The second conversation got a context of its own instead of evicting the first.
     assert len(llm._contexts) == 2
     def holds(messages: list[ChatMessage]) -> list[int]:
@@ -44,7 +44,7 @@ async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
     assert len(holds(a1)) == 1 and len(holds(b1)) == 1 and holds(a1) != holds(b1)
     # A's next turn goes back to the context that holds A.
     a2 = _ask("And of Spain?", [a1[-1], ChatMessage("assistant", reply_a.strip())])
-    await _reply(llm, a2)
+    await _reply(llm, a2, "a")
     assert holds(a2) == holds(a1)
     assert reply_b
 
@@ -225,3 +225,117 @@ async def test_a_prefill_ends_and_frees_its_context_when_it_is_the_only_one() ->
         assert await asyncio.wait_for(_reply(single, _ask("How many legs has a cat?")), 30)
     finally:
         await single.aclose()
+
+
+def _prompt(llm: LlamaCppLlm, messages: list[ChatMessage]) -> list[int]:
+    return llm._prompter.render(llm._vocab, [(m.role, m.content) for m in messages])[0]
+
+
+async def test_calls_that_began_alike_keep_their_own_contexts() -> None:
+    """Two calls ask the same first question and get the same reply. Had the second
+    taken the first's context (it shares the most), from then on each call's turn
+    would evaluate the other's exchanges away and its own again."""
+    llm = LlamaCppLlm(max_tokens=16, temperature=0.0, max_contexts=3)
+    try:
+        calls = {"a": [SYSTEM, ChatMessage("user", "What is the capital of France?")],
+                 "b": [SYSTEM, ChatMessage("user", "What is the capital of France?")]}
+        questions = {"a": ["And of Spain?", "And of Italy?"],
+                     "b": ["Name a large animal.", "Name a small one."]}
+        counts = _count_evaluated(llm)
+        evaluated: dict[str, list[int]] = {"a": [], "b": []}
+        new_tokens: dict[str, list[int]] = {"a": [], "b": []}
+        for turn in range(3):
+            for session, messages in calls.items():
+                counts.clear()
+                before = len(_prompt(llm, [*messages[:-1], ChatMessage("user", "")]))
+                reply = await _reply(llm, messages, session)
+                evaluated[session].append(counts[0])
+                new_tokens[session].append(len(_prompt(llm, messages)) - before)
+                if turn < 2:
+                    messages += [ChatMessage("assistant", reply.strip()),
+                                 ChatMessage("user", questions[session][turn])]
+        owners = [c.session for c in llm._contexts]
+        assert sorted(o for o in owners if o) == ["a", "b"], owners
+        # From the second turn on, a turn evaluates little more than its new question
+        # (the end of the reply before it is re-tokenized as the history has it).
+        for session in calls:
+            for turn in (1, 2):
+                assert evaluated[session][turn] <= new_tokens[session][turn] + 24, (
+                    session, evaluated, new_tokens)
+    finally:
+        await llm.aclose()
+
+
+async def test_a_long_prefill_runs_in_slices_that_urgent_work_goes_between(
+    llm: LlamaCppLlm,
+) -> None:
+    context = [SYSTEM, ChatMessage("user", "Tell me about the sea."),
+               ChatMessage("assistant", " ".join(["The sea is wide and deep and blue."] * 30))]
+    evals: list[tuple[int, int]] = []  # (context, tokens)
+    for index, ctx in enumerate(llm._contexts):
+        original = ctx.llama.eval
+
+        def tagged(tokens, original=original, index=index):  # type: ignore[no-untyped-def]
+            evals.append((index, len(tokens)))
+            return original(tokens)
+
+        ctx.llama.eval = tagged
+    prefill = asyncio.create_task(llm.prefill(context, session="a"))
+    while not evals:  # noqa: ASYNC110 - the model thread evaluates
+        await asyncio.sleep(0.005)
+    prefilling = evals[0][0]
+    reply = await _reply(llm, _ask("Say yes."), "b")
+    await prefill
+    slices = [n for i, n in evals if i == prefilling]
+    expected = llm._prompter.open_user(llm._vocab, [(m.role, m.content) for m in context])
+    assert sum(slices) == len(expected) and max(slices) <= PREFILL_SLICE
+    # The reply's prompt went in before the prefill's last slice.
+    first_reply_eval = next(k for k, (i, _) in enumerate(evals) if i != prefilling)
+    last_slice = max(k for k, (i, _) in enumerate(evals) if i == prefilling)
+    assert reply and first_reply_eval < last_slice, evals
+
+
+async def test_a_history_that_drops_its_oldest_exchange_is_not_evaluated_again(
+    llm: LlamaCppLlm,
+) -> None:
+    questions = ["What is the capital of France?", "Name a large animal.",
+                 "What colour is the sky?", "How many legs has a cat?"]
+    history: list[ChatMessage] = []
+    for question in questions[:3]:
+        asked = [*history, ChatMessage("user", question)]
+        reply = (await _reply(llm, [SYSTEM, *asked], "a")).strip()
+        history = [*asked, ChatMessage("assistant", reply)]
+    counts = _count_evaluated(llm)
+    # The history keeps its last two exchanges: the first is gone from the prompt.
+    trimmed = [SYSTEM, *history[2:], ChatMessage("user", questions[3])]
+    reply = await _reply(llm, trimmed, "a")
+    prompt = _prompt(llm, trimmed)
+    kept = _prompt(llm, [SYSTEM, *history[2:], ChatMessage("user", "")])
+    # Only the new question (and the end of the reply before it) is evaluated: the two
+    # exchanges kept moved up in the KV cache.
+    assert counts[0] <= len(prompt) - len(kept) + 24, (counts, len(prompt))
+    assert len(prompt) > 60 and reply.strip()
+    context = next(c for c in llm._contexts if c.session == "a")
+    assert context.shared_with(prompt) == len(prompt)
+
+
+async def test_a_conversation_longer_than_the_context_window_drops_its_oldest_exchanges(
+) -> None:
+    small = LlamaCppLlm(max_tokens=24, temperature=0.0, max_contexts=1, n_ctx=512)
+    try:
+        history: list[ChatMessage] = []
+        for i in range(12):
+            history += [ChatMessage("user", f"Question {i}: what is the number {i} good for?"),
+                        ChatMessage("assistant", "People use it every day for counting things "
+                                                 "and for measuring them, at home and at work.")]
+        messages = [SYSTEM, *history, ChatMessage("user", "And the number 13?")]
+        assert len(_prompt(small, messages)) > 512  # llama.cpp would refuse it whole
+        assert (await _reply(small, messages, "a")).strip()
+        # The reply had room: the prompt kept leaves max_tokens free.
+        assert small._contexts[0].llama.n_tokens <= 512
+        await small.prefill([SYSTEM, *history], "And the", session="a")  # fits the same way
+        too_long = [SYSTEM, ChatMessage("user", "word " * 600)]
+        with pytest.raises(BackendError, match="no room for a reply"):
+            await _reply(small, too_long, "a")
+    finally:
+        await small.aclose()

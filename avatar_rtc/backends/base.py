@@ -135,18 +135,25 @@ class LanguageModel(Protocol):
     name: str
 
     def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
     ) -> AsyncIterator[str]:
         """Yields text deltas, then CUT_SHORT if the reply hit the token limit. Closing
         the iterator early (aclose or task cancellation) must stop generation on the
-        backend. A local model waits at `gate` between tokens while it is held."""
+        backend. A local model waits at `gate` between tokens while it is held.
+        `session` names the conversation (the call): a local model keeps each one's
+        KV cache where it finds it next turn."""
         ...
 
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
+                      session: str = "") -> None:
         """A hint that a user message will follow `context`, starting with `user_prefix`
         (the words heard so far): a local model evaluates the prompt up to there now,
         while the user speaks. Work no longer needed is dropped when the task awaiting
         this is cancelled. May do nothing."""
+        ...
+
+    def release(self, session: str) -> None:
+        """The session's call ended: what a local model keeps for it may go."""
         ...
 
     async def warmup(self, system_prompt: str = "") -> None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
 from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
 from avatar_rtc.backends.threads import ThreadChoice
@@ -39,6 +41,14 @@ def packaged_model_path() -> Path:
 
 # A reply is urgent until its first chunk is likely out: about 12 tokens.
 URGENT_TOKENS = 12
+# A prefill evaluates this many tokens per step: ~100 ms on 2 cores (a token of a
+# prompt costs ~6 ms), so an urgent token never waits for a whole long prompt.
+PREFILL_SLICE = 16
+# Fewer tokens than this are evaluated again rather than moved up in the KV cache.
+MIN_SHIFTED = 32
+# A context unused this long (no turn, no prefill) is free for another call, even if its
+# call was never released.
+STALE_S = 120.0
 
 Conversation = list[tuple[str, str]]
 
@@ -48,10 +58,51 @@ class _Context:
     llama: Any
     busy: bool = False
     last_used: float = 0.0
+    session: str = ""  # whose conversation its KV cache holds
 
     def shared_with(self, tokens: list[int]) -> int:
         """How many of `tokens` its KV cache already holds, from the start."""
         return _shared_prefix(self.llama.input_ids[: self.llama.n_tokens].tolist(), tokens)
+
+    def reusable(self, tokens: list[int]) -> int:
+        """How many of `tokens` its KV cache holds, from the start, once `reuse` cut out
+        the block the prompt no longer has (the oldest exchanges the history dropped)."""
+        shared, _, kept = self._plan(tokens)
+        return shared + kept
+
+    def reuse(self, tokens: list[int]) -> int:
+        """Cuts that block out of the KV cache and moves what follows it up (llama.cpp
+        shifts the cached keys' positions), so a history that drops its oldest exchange
+        costs one new turn, not the whole conversation evaluated again. Returns how
+        many of `tokens` the cache now holds."""
+        shared, cut, kept = self._plan(tokens)
+        if kept:
+            llama = self.llama
+            ids = llama.input_ids
+            end = shared + cut + kept
+            llama._ctx.kv_cache_seq_rm(0, shared, shared + cut)
+            llama._ctx.kv_cache_seq_shift(0, shared + cut, end, -cut)
+            llama._ctx.kv_cache_seq_rm(0, shared + kept, -1)
+            ids[shared:shared + kept] = ids[shared + cut:end].copy()
+            llama.n_tokens = shared + kept
+            llama._requires_eval = True  # the last logits are not of the new last token
+        return shared + kept
+
+    def _plan(self, tokens: list[int]) -> tuple[int, int, int]:
+        """(shared, cut, kept): the cache and the prompt agree on `shared` tokens; after
+        `cut` more cached tokens, on `kept` more (0 if not worth a shift)."""
+        held = self.llama.input_ids[: self.llama.n_tokens].tolist()
+        shared = _shared_prefix(held, tokens)
+        rest = tokens[shared:]
+        if len(rest) < MIN_SHIFTED or len(held) - shared < MIN_SHIFTED:
+            return shared, 0, 0
+        best = (0, 0)  # (kept, -cut): the most kept, then the least cut
+        for start in np.flatnonzero(self.llama.input_ids[shared + 1:len(held)] == rest[0]):
+            start += shared + 1
+            kept = _shared_prefix(held[start:], rest)
+            best = max(best, (kept, shared - int(start)))
+        kept, cut = best[0], -best[1]
+        return (shared, cut, kept) if kept >= MIN_SHIFTED else (shared, 0, 0)
 
 
 # Stands for the next user message's text while a conversation is rendered.
@@ -159,6 +210,8 @@ class LlamaCppLlm:
         self._prompter = _Prompter(self._vocab)
         self._threads = ThreadChoice(n_threads)
         self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
+        self._lock = threading.Lock()
+        self._ended: set[str] = set()  # sessions released (their calls ended)
 
     def _load(self) -> Any:
         from llama_cpp import Llama
@@ -169,6 +222,31 @@ class LlamaCppLlm:
             raise BackendError("llm", f"cannot load {self._path.name}: {exc}") from exc
 
     # -- contexts: touched only on the model thread --------------------------------
+
+    def _fit(self, conversation: Conversation,
+             render: Callable[[Conversation], tuple[list[int], list[str]]],
+             last: int) -> tuple[list[int], list[str]]:
+        """The rendered prompt, without the oldest exchanges it takes to leave room for
+        a whole reply in the context window (llama.cpp refuses a longer prompt, and
+        clamps the reply to what is left). `last`: messages that must stay."""
+        room = self._params["n_ctx"] - self._max_tokens
+        dropped = 0
+        while True:
+            tokens, stops = render(conversation)
+            if len(tokens) <= room:
+                break
+            first = next((i for i, (role, _) in enumerate(conversation) if role != "system"),
+                         len(conversation))
+            if len(conversation) - first < last + 2:
+                window = self._params["n_ctx"]
+                raise BackendError("llm", f"the prompt ({len(tokens)} tokens) leaves no room "
+                                          f"for a reply in the context window ({window} "
+                                          "tokens); raise llm.n_ctx")
+            conversation = conversation[:first] + conversation[first + 2:]
+            dropped += 1
+        if dropped:
+            log.info("dropped the %d oldest exchanges to fit the context window", dropped)
+        return tokens, stops
 
     def _set_threads(self, context: _Context) -> int:
         """Before each step: the thread count that has been fastest lately."""
@@ -182,29 +260,41 @@ class LlamaCppLlm:
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
 
-    def _acquire(self, conversation: Conversation, tokens: list[int]) -> _Context:
-        """The idle context whose KV cache holds most of this prompt; among equals the
-        least recently used, which is least likely another live call's."""
-        # Every context holds the system prompt (warmup): only more than it marks a call.
-        system = [m for m in conversation if m[0] == "system"][:1]
-        common = len(self._prompter.open_user(self._vocab, system))
+    def _acquire(self, tokens: list[int], session: str) -> _Context:
+        """The idle context where this prompt costs least to evaluate: the session's
+        own, or a free one (its call ended, or it was left alone for STALE_S). Only
+        when none is idle, another live call's, counting the tokens overwritten: that
+        call evaluates them again next turn. (Taking whichever context shares the most
+        made calls that began alike evict each other turn after turn, each evaluating
+        hundreds of tokens again.) Among equals, the least recently used."""
+        now = time.monotonic()
+        with self._lock:
+            ended = set(self._ended)
 
-        def score(context: _Context) -> tuple[int, float]:
-            shared = context.shared_with(tokens)
-            return (shared if shared > common else 0, -context.last_used)
+        def cost(context: _Context) -> tuple[bool, int, float]:
+            shared = context.reusable(tokens)
+            taken = (context.session != session and context.session not in ended
+                     and now - context.last_used <= STALE_S)
+            overwritten = context.llama.n_tokens - shared if taken else 0
+            return (taken, len(tokens) - shared + overwritten, context.last_used)
 
-        best = max((c for c in self._contexts if not c.busy), key=score)
+        best = min((c for c in self._contexts if not c.busy), key=cost)
         best.busy = True
+        best.session = session
+        with self._lock:  # only ended sessions that still hold a context matter
+            self._ended &= {c.session for c in self._contexts}
         return best
 
-    def _generate(self, messages: list[ChatMessage], stop: threading.Event,
+    def _generate(self, messages: list[ChatMessage], session: str, stop: threading.Event,
                   slot: list[_Context]) -> Iterator[str]:
         conversation: Conversation = [(m.role, m.content) for m in messages]
-        tokens, stops = self._prompter.render(self._vocab, conversation)
-        context = self._acquire(conversation, tokens)
+        tokens, stops = self._fit(
+            conversation, lambda c: self._prompter.render(self._vocab, c), last=1)
+        context = self._acquire(tokens, session)
         slot.append(context)
         threads = self._set_threads(context)
         try:
+            context.reuse(tokens)
             # llama-cpp-python evaluates only the tokens after the longest prefix its
             # KV cache already holds (the system prompt, earlier turns, a prefill).
             chunks: Any = context.llama.create_completion(
@@ -235,25 +325,31 @@ class LlamaCppLlm:
             context.busy = False
             context.last_used = time.monotonic()
 
-    def _prefill(self, messages: list[ChatMessage], user_prefix: str,
+    def _prefill(self, messages: list[ChatMessage], user_prefix: str, session: str,
                  slot: list[_Context]) -> Iterator[None]:
-        """Evaluates the prompt up to the next user message's first words."""
+        """Evaluates the prompt up to the next user message's first words, a slice per
+        step (it runs in the background: urgent work goes between the slices)."""
         conversation: Conversation = [(m.role, m.content) for m in messages]
-        tokens = self._prompter.open_user(self._vocab, conversation, user_prefix)
-        context = self._acquire(conversation, tokens)
+        tokens, _ = self._fit(
+            conversation,
+            lambda c: (self._prompter.open_user(self._vocab, c, user_prefix), []), last=0)
+        context = self._acquire(tokens, session)
         slot.append(context)
         try:
-            shared = context.shared_with(tokens)
-            self._set_threads(context)
+            shared = context.reuse(tokens)
             if shared < len(tokens):
                 context.llama.n_tokens = shared  # eval drops the KV cache past this point
-                context.llama.eval(tokens[shared:])
-                # Only work done marks the context as this call's: a first turn's prefill
-                # of the bare system prompt must not steer its next prefill elsewhere.
+            for start in range(shared, len(tokens), PREFILL_SLICE):
+                self._set_threads(context)
+                context.llama.eval(tokens[start:start + PREFILL_SLICE])
+                # Only work done marks the context as this call's: a first turn's
+                # prefill of the bare system prompt must not steer its next prefill.
                 context.last_used = time.monotonic()
-            yield None
+                if start + PREFILL_SLICE < len(tokens):
+                    yield None
         finally:
             context.busy = False
+        yield None  # the context is free before the stream's last step
 
     def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
         """Waits for a free context, then steps aside while the turn's gate is shut."""
@@ -266,24 +362,31 @@ class LlamaCppLlm:
         return ready
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
     ) -> AsyncIterator[str]:
         slot: list[_Context] = []  # the context, once the model thread picked one
         with _llm_errors():
             async for delta in self._worker.iterate(
-                lambda stop: self._generate(messages, stop, slot), ready=self._ready(gate, slot)
+                lambda stop: self._generate(messages, session, stop, slot),
+                ready=self._ready(gate, slot),
             ):
                 yield delta
 
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
+                      session: str = "") -> None:
         # Background: runs only while the model thread has nothing else to do.
         slot: list[_Context] = []
         with _llm_errors():
             async for _ in self._worker.iterate(
-                lambda _stop: self._prefill(context, user_prefix, slot),
+                lambda _stop: self._prefill(context, user_prefix, session, slot),
                 ready=self._ready(None, slot), background=True,
             ):
                 pass
+
+    def release(self, session: str) -> None:
+        # Read on the model thread when a context is next taken.
+        with self._lock:
+            self._ended.add(session)
 
     async def warmup(self, system_prompt: str = "") -> None:
         """Runs a first reply in every context, so each holds the system prompt."""
@@ -293,6 +396,8 @@ class LlamaCppLlm:
         replies = [self.stream(messages) for _ in self._contexts]
         # Concurrent streams each take an idle context: every context gets primed.
         await asyncio.gather(*(_drain(reply) for reply in replies))
+        for context in self._contexts:
+            context.last_used = 0.0  # they hold no call's conversation
 
     async def aclose(self) -> None:
         self._worker.close()

@@ -44,9 +44,10 @@ class OpenAiLlm:
         return self._model
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
     ) -> AsyncIterator[str]:
-        # The model runs on another machine: our CPU gate has nothing to hold.
+        # The model runs on another machine: our CPU gate has nothing to hold, and the
+        # server finds each conversation's cached prefix itself.
         try:
             model = await self._resolve_model()
             response: Any = await self._client.chat.completions.create(
@@ -73,8 +74,12 @@ class OpenAiLlm:
         finally:
             await response.close()  # disconnect: the server aborts generation
 
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
+                      session: str = "") -> None:
         """Nothing to do here: vLLM and llama.cpp's server cache prompt prefixes."""
+
+    def release(self, session: str) -> None:
+        """Nothing is kept per session here."""
 
     async def warmup(self, system_prompt: str = "") -> None:
         messages = [ChatMessage("user", "Hello")]

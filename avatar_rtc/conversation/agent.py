@@ -23,6 +23,7 @@ import datetime
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -138,6 +139,7 @@ class Conversation:
         self._vad = backends.vad.stream()
         self._endpointer = Endpointer(config.endpoint)
         self._history = History(config.max_history_turns)
+        self._session = uuid.uuid4().hex  # the LLM keeps this call's KV cache by it
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
@@ -223,7 +225,7 @@ class Conversation:
 
     async def _run_prefill(self, context: list[ChatMessage], user_words: str) -> None:
         try:
-            await self._backends.llm.prefill(context, user_words)
+            await self._backends.llm.prefill(context, user_words, session=self._session)
         except Exception as exc:  # only a lost head start: the turn evaluates it all
             log.warning("prefill failed: %s", exc)
 
@@ -335,7 +337,7 @@ class Conversation:
             return
         messages = self._history.messages(self._config.system_prompt, turn.user_text)
         chunker = SentenceChunker(self._config.chunker)
-        tokens = backends.llm.stream(messages, turn.gate)
+        tokens = backends.llm.stream(messages, turn.gate, session=self._session)
         cut_short = False
         try:
             async for delta in tokens:
@@ -506,6 +508,7 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
+        self._backends.llm.release(self._session)
         head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
         self._stop_listening_ahead()
         self._stop_prefill()

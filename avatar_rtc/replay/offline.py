@@ -116,10 +116,10 @@ class _ObservedLlm:
     def __init__(self, inner: LanguageModel, activity: Activity) -> None:
         self._inner, self._activity, self.name = inner, activity, inner.name
 
-    async def stream(self, messages: list[ChatMessage],
-                     gate: CpuGate | None = None) -> AsyncIterator[str]:
+    async def stream(self, messages: list[ChatMessage], gate: CpuGate | None = None, *,
+                     session: str = "") -> AsyncIterator[str]:
         self._activity.working += 1
-        tokens = self._inner.stream(messages, gate)
+        tokens = self._inner.stream(messages, gate, session=session)
         try:
             async for token in tokens:
                 yield token
@@ -127,8 +127,12 @@ class _ObservedLlm:
             self._activity.working -= 1
             await tokens.aclose()  # type: ignore[attr-defined]
 
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "") -> None:
-        await self._inner.prefill(context, user_prefix)
+    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
+                      session: str = "") -> None:
+        await self._inner.prefill(context, user_prefix, session=session)
+
+    def release(self, session: str) -> None:
+        self._inner.release(session)
 
     async def warmup(self, system_prompt: str = "") -> None:
         await self._inner.warmup(system_prompt)
