@@ -179,9 +179,9 @@ def sources_for(count: int, barge_in: bool) -> tuple[list[AudioSource], AudioSou
 
 
 async def run_caller(url: str, index: int, sources: list[AudioSource],
-                     barge: AudioSource | None, gap_s: float, jitter_frames: int,
-                     progress: _CallerProgress) -> Timeline:
-    await asyncio.sleep(index * 0.37)  # callers don't all speak in the same frame
+                     barge: AudioSource | None, gap_s: float, stagger_s: float,
+                     jitter_frames: int, progress: _CallerProgress) -> Timeline:
+    await asyncio.sleep(index * stagger_s)
     options = WebrtcOptions(gap_s=gap_s, barge_in=barge, barge_in_at_s=BARGE_AT_S,
                             barge_in_turn=-1, jitter_frames=jitter_frames)
     try:
@@ -193,13 +193,13 @@ async def run_caller(url: str, index: int, sources: list[AudioSource],
 
 
 async def bench(url: str, callers: int, sources: list[AudioSource], barge: AudioSource | None,
-                gap_s: float, jitter_frames: int) -> list[Timeline]:
+                gap_s: float, stagger_s: float, jitter_frames: int) -> list[Timeline]:
     per_caller = len(sources) + (1 if barge else 0)
     bar = Progress(callers * per_caller, f"bench {callers} caller(s)")
     tally = Tally(bar, callers)
     try:
         return list(await asyncio.gather(*(
-            run_caller(url, i, sources, barge, gap_s, jitter_frames, tally.caller(i))
+            run_caller(url, i, sources, barge, gap_s, stagger_s, jitter_frames, tally.caller(i))
             for i in range(callers)
         )))
     finally:
@@ -335,6 +335,11 @@ def main() -> int:
     parser.add_argument("--barge-in", action=argparse.BooleanOptionalAction, default=False,
                         help="add a barge-in per caller")
     parser.add_argument("--gap", type=float, default=0.8, help="seconds between turns")
+    parser.add_argument(
+        "--stagger", type=float, default=0.37,
+        help="seconds between one caller's start and the next's. The default has them "
+             "ask the same questions nearly together: the worst case for queueing. "
+             "Callers who started independently would be spread over a turn (~8 s)")
     parser.add_argument("--label", default="embedded-default", help="backend set, for the log")
     parser.add_argument("--jitter-frames", type=int, default=2, metavar="N",
                         help="20 ms frames the caller's jitter buffer holds before the first "
@@ -377,10 +382,10 @@ def main() -> int:
             host0 = cpu_times()
             started = time.monotonic()
             timelines = asyncio.run(bench(url, callers, sources, barge, args.gap,
-                                               args.jitter_frames))
+                                          args.stagger, args.jitter_frames))
             wall = time.monotonic() - started
             summary = summarize_runs(timelines)
-            extra: dict[str, Any] = {"wall_s": round(wall, 1),
+            extra: dict[str, Any] = {"wall_s": round(wall, 1), "stagger_s": args.stagger,
                                      "host_steal_share": steal_share(host0, cpu_times())}
             if stats:
                 extra["server_cpu_core_per_call"] = round(
