@@ -202,6 +202,28 @@ async def test_a_reply_cut_before_any_sentence_ended_is_still_spoken() -> None:
     assert tts.texts == ["Tea is made from leaves that are"]  # a fragment beats silence
 
 
+async def test_a_reply_that_repeats_a_short_piece_over_and_over_is_cut_there() -> None:
+    llm = FakeLlm(reply="Tea is a drink. " + "ha " * 40 + "And that is all.",
+                  token_delay_s=0.001)
+    tts = FakeTts()
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+        end = h.of_type("turn_end")[0]
+    assert tts.texts == ["Tea is a drink."]
+    assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
+    assert llm.cancelled == 1  # generation stopped at the repetition, not at its end
+
+
+async def test_a_repetition_before_anything_was_said_leaves_what_came_before_it() -> None:
+    llm = FakeLlm(reply="Well, " + "ha " * 40, token_delay_s=0.001)
+    tts = FakeTts()
+    async with harness(llm=llm, tts=tts) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
+        await h.wait_for("turn_end")
+    assert tts.texts == ["Well, ha"]
+
+
 async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:
     stt, llm = FakeStt(), FakeLlm()
     async with harness(stt=stt, llm=llm) as h:
@@ -399,7 +421,7 @@ async def test_a_backend_crash_reports_an_error_and_the_agent_keeps_listening() 
 
 
 async def test_hanging_up_mid_reply_stores_the_turn_as_cut_off() -> None:
-    llm = FakeLlm(reply="Words " * 60)
+    llm = FakeLlm(reply=" ".join(f"Word{i}" for i in range(60)))
     async with harness(llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
         await h.say(np.concatenate([tone(0.5), silence(0.4)]))
         await h.wait_for("agent_text")

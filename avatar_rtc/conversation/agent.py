@@ -47,6 +47,7 @@ from avatar_rtc.conversation.endpointing import (
     SpeechStarted,
 )
 from avatar_rtc.conversation.history import History
+from avatar_rtc.conversation.loops import loop_start
 from avatar_rtc.conversation.turn import (
     DEFAULT_SAMPLES_PER_CHAR,
     SpokenChunk,
@@ -345,10 +346,23 @@ class Conversation:
                     cut_short = True
                     continue
                 turn.mark("llm_first_token", self._clock())
+                if (loop := loop_start(turn.reply_text + delta)) is not None:
+                    log.info("turn %s: the reply repeats %r over and over; cut there",
+                             turn.id, (turn.reply_text + delta)[loop:loop + 16])
+                    cut_short = True  # what follows the last chunk is a fragment
+                    if loop < len(turn.reply_text) and not turn.chunks:
+                        # The repetition began in text the chunker holds: only what
+                        # came before it may be spoken.
+                        chunker = SentenceChunker(self._config.chunker)
+                        turn.reply_text, delta = "", turn.reply_text[:loop]
+                    else:
+                        delta = delta[:max(0, loop - len(turn.reply_text))]
                 turn.reply_text += delta
                 for text in chunker.push(delta):
                     if not await self._say(turn, text):
                         return
+                if cut_short:
+                    break  # closing the stream stops generation
         finally:
             await tokens.aclose()  # type: ignore[attr-defined]
         for text in chunker.flush(drop_fragment=cut_short):
@@ -356,7 +370,7 @@ class Conversation:
                 return
         if cut_short:
             # The history keeps what was said, not the unfinished sentence after it.
-            log.info("turn %s: the reply hit the token limit; its last, unfinished "
+            log.info("turn %s: the reply was cut short; its last, unfinished "
                      "sentence is not spoken", turn.id)
             turn.reply_text = turn.chunk_text
 
