@@ -3,7 +3,8 @@ replay tool's WebRTC mode (avatar_rtc.replay.webrtc).
 
 Starts `avatar-rtc serve` (embedded default unless settings say otherwise), or uses a
 running server with --url, then runs N concurrent callers. Each caller asks a fixed
-set of spoken questions (made with Piper at run time), one turn after another, and
+set of spoken questions (made with Piper at run time), one turn after another, each
+caller starting with another question (--lockstep: all in the same order), and
 measures on the client's clock:
 
   voice-to-voice = last voiced sample sent -> first audible agent frame received
@@ -192,14 +193,30 @@ async def run_caller(url: str, index: int, sources: list[AudioSource],
                         options={"error": str(exc)})
 
 
+def caller_sources(sources: list[AudioSource], index: int, callers: int,
+                   lockstep: bool) -> list[AudioSource]:
+    """The questions in caller `index`'s order: each caller starts at another one, as
+    people who call independently ask different things at a time. (In lockstep, every
+    caller asks the same question at nearly the same moment; at temperature 0 they get
+    the same reply, so their turns keep arriving together.)"""
+    questions = [s for s in sources if s.name in UTTERANCES]
+    rest = [s for s in sources if s.name not in UTTERANCES]
+    if lockstep or not questions:
+        return sources
+    start = index * len(questions) // callers
+    return questions[start:] + questions[:start] + rest
+
+
 async def bench(url: str, callers: int, sources: list[AudioSource], barge: AudioSource | None,
-                gap_s: float, stagger_s: float, jitter_frames: int) -> list[Timeline]:
+                gap_s: float, stagger_s: float, lockstep: bool,
+                jitter_frames: int) -> list[Timeline]:
     per_caller = len(sources) + (1 if barge else 0)
     bar = Progress(callers * per_caller, f"bench {callers} caller(s)")
     tally = Tally(bar, callers)
     try:
         return list(await asyncio.gather(*(
-            run_caller(url, i, sources, barge, gap_s, stagger_s, jitter_frames, tally.caller(i))
+            run_caller(url, i, caller_sources(sources, i, callers, lockstep), barge, gap_s,
+                       stagger_s, jitter_frames, tally.caller(i))
             for i in range(callers)
         )))
     finally:
@@ -335,11 +352,12 @@ def main() -> int:
     parser.add_argument("--barge-in", action=argparse.BooleanOptionalAction, default=False,
                         help="add a barge-in per caller")
     parser.add_argument("--gap", type=float, default=0.8, help="seconds between turns")
+    parser.add_argument("--stagger", type=float, default=0.37,
+                        help="seconds between one caller's start and the next's")
     parser.add_argument(
-        "--stagger", type=float, default=0.37,
-        help="seconds between one caller's start and the next's. The default has them "
-             "ask the same questions nearly together: the worst case for queueing. "
-             "Callers who started independently would be spread over a turn (~8 s)")
+        "--lockstep", action="store_true",
+        help="every caller asks the questions in the same order (each starts with another "
+             "one by default): identical turns keep arriving together, the worst case")
     parser.add_argument("--label", default="embedded-default", help="backend set, for the log")
     parser.add_argument("--jitter-frames", type=int, default=2, metavar="N",
                         help="20 ms frames the caller's jitter buffer holds before the first "
@@ -382,10 +400,11 @@ def main() -> int:
             host0 = cpu_times()
             started = time.monotonic()
             timelines = asyncio.run(bench(url, callers, sources, barge, args.gap,
-                                          args.stagger, args.jitter_frames))
+                                          args.stagger, args.lockstep, args.jitter_frames))
             wall = time.monotonic() - started
             summary = summarize_runs(timelines)
             extra: dict[str, Any] = {"wall_s": round(wall, 1), "stagger_s": args.stagger,
+                                     "lockstep": args.lockstep,
                                      "host_steal_share": steal_share(host0, cpu_times())}
             if stats:
                 extra["server_cpu_core_per_call"] = round(
