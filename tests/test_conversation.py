@@ -13,7 +13,7 @@ import pytest
 
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
 from avatar_rtc.conversation.endpointing import EndpointConfig
-from avatar_rtc.conversation.history import INTERRUPTED_MARK
+from avatar_rtc.conversation.history import INTERRUPTED_MARK, History
 from avatar_rtc.conversation.turn import Turn
 from media import PacedAudioTrack
 from tests.fakes import FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
@@ -164,17 +164,24 @@ async def test_without_pacing_every_chunk_is_synthesized_at_once() -> None:
     assert llm.held_s < 0.1
 
 
-async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
-    llm = FakeLlm(reply="I am sorry for that. I can help with tea. I am sorry for that. "
-                        "I am sorry for that. I am sorry for that.", token_delay_s=0.001)
+async def _answer(llm: FakeLlm) -> tuple[dict[str, Any], FakeTts, History]:
+    """One question and its whole reply: the turn_end event, the TTS that spoke it and
+    the history after it."""
     tts = FakeTts()
     async with harness(llm=llm, tts=tts) as h:
         await h.say(np.concatenate([tone(0.5), silence(0.5)]))
         await h.wait_for("turn_end")
         end = h.of_type("turn_end")[0]
+    return end, tts, h.conversation.history
+
+
+async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
+    llm = FakeLlm(reply="I am sorry for that. I can help with tea. I am sorry for that. "
+                        "I am sorry for that. I am sorry for that.", token_delay_s=0.001)
+    end, tts, history = await _answer(llm)
     assert end["spoken_text"] == "I am sorry for that. I can help with tea."
     assert end["reply_text"] == end["spoken_text"]  # the history keeps no loop
-    assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
+    assert history.exchanges[0].agent == end["spoken_text"]
     assert llm.cancelled == 1  # generation stopped on the backend
     assert tts.texts == ["I am sorry for that.", "I can help with tea."]
 
@@ -182,34 +189,23 @@ async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
 async def test_a_reply_cut_at_the_token_limit_drops_its_unfinished_sentence() -> None:
     llm = FakeLlm(reply="Tea is a drink. It is made from leaves that are dried and",
                   token_delay_s=0.001, cut_short=True)
-    tts = FakeTts()
-    async with harness(llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-        end = h.of_type("turn_end")[0]
+    end, tts, history = await _answer(llm)
     assert tts.texts == ["Tea is a drink."]
     assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
-    assert h.conversation.history.exchanges[0].agent == "Tea is a drink."
+    assert history.exchanges[0].agent == "Tea is a drink."
 
 
 async def test_a_reply_cut_before_any_sentence_ended_is_still_spoken() -> None:
     llm = FakeLlm(reply="Tea is made from leaves that are", token_delay_s=0.001,
                   cut_short=True)
-    tts = FakeTts()
-    async with harness(llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
+    _, tts, _ = await _answer(llm)
     assert tts.texts == ["Tea is made from leaves that are"]  # a fragment beats silence
 
 
 async def test_a_reply_that_repeats_a_short_piece_over_and_over_is_cut_there() -> None:
     llm = FakeLlm(reply="Tea is a drink. " + "ha " * 40 + "And that is all.",
                   token_delay_s=0.001)
-    tts = FakeTts()
-    async with harness(llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-        end = h.of_type("turn_end")[0]
+    end, tts, _ = await _answer(llm)
     assert tts.texts == ["Tea is a drink."]
     assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
     assert llm.cancelled == 1  # generation stopped at the repetition, not at its end
@@ -217,10 +213,7 @@ async def test_a_reply_that_repeats_a_short_piece_over_and_over_is_cut_there() -
 
 async def test_a_repetition_before_anything_was_said_leaves_what_came_before_it() -> None:
     llm = FakeLlm(reply="Well, " + "ha " * 40, token_delay_s=0.001)
-    tts = FakeTts()
-    async with harness(llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
+    _, tts, _ = await _answer(llm)
     assert tts.texts == ["Well, ha"]
 
 

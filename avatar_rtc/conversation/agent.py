@@ -350,11 +350,9 @@ class Conversation:
                     log.info("turn %s: the reply repeats %r over and over; cut there",
                              turn.id, (turn.reply_text + delta)[loop:loop + 16])
                     cut_short = True  # what follows the last chunk is a fragment
-                    if loop < len(turn.reply_text) and not turn.chunks:
-                        # The repetition began in text the chunker holds: only what
-                        # came before it may be spoken.
+                    if not turn.chunks:  # the chunker may hold part of the repetition
                         chunker = SentenceChunker(self._config.chunker)
-                        turn.reply_text, delta = "", turn.reply_text[:loop]
+                        turn.reply_text, delta = "", (turn.reply_text + delta)[:loop]
                     else:
                         delta = delta[:max(0, loop - len(turn.reply_text))]
                 turn.reply_text += delta
