@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from avatar_rtc.backends.threads import LIVE_CALLS
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.history import INTERRUPTED_MARK, History
@@ -291,6 +292,17 @@ async def test_each_call_is_one_llm_session_released_at_hang_up() -> None:
     first, second = dict.fromkeys(llm.sessions)
     assert first and second and llm.sessions == [first, first, second, second]
     assert llm.released == [first, second]
+
+
+async def test_each_open_call_counts_as_live_until_hang_up() -> None:
+    before = LIVE_CALLS.count
+    async with harness() as first:
+        assert LIVE_CALLS.count == before + 1
+        async with harness():
+            assert LIVE_CALLS.count == before + 2 and LIVE_CALLS.crowded
+        await first.conversation.aclose()  # twice: counted out once
+        assert LIVE_CALLS.count == before
+    assert LIVE_CALLS.count == before
 
 
 async def test_the_llm_reads_the_users_first_words_while_they_still_speak() -> None:

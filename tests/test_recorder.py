@@ -364,6 +364,30 @@ def test_the_recorder_thread_yields_the_cores_to_the_models(tmp_path: Path) -> N
         recorder.close()
 
 
+def test_the_worker_encodes_a_batch_per_wake_not_a_frame_per_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[int] = []
+    original = OpusWriter.write
+
+    def counted(self: OpusWriter, pcm: npt.NDArray[np.int16]) -> None:
+        writes.append(pcm.size)
+        original(self, pcm)
+
+    monkeypatch.setattr(OpusWriter, "write", counted)
+    recorder = CallRecorder(tmp_path / "c", batch_s=0.25, window_s=0.2)
+    recorder.start()
+    chunk = tone(0.02, 16000)
+    for _ in range(50):  # one second of 20 ms chunks, in real time
+        recorder.user_audio(chunk)
+        threading.Event().wait(0.02)
+    result = recorder.close()
+    assert result.error is None and result.user_path is not None
+    user_writes = len(writes) // 2  # the agent track (silence) is written as often
+    assert 2 <= user_writes <= 8  # a write per wake (~4 a second), not 50
+    assert sum(writes) >= 50 * chunk.size
+
+
 def test_a_recorder_closed_before_it_started_reports_no_files(tmp_path: Path) -> None:
     recorder = CallRecorder(tmp_path / "c")
     result = recorder.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.threads import LiveCalls, ThreadChoice
 
 
 class Clock:
@@ -15,7 +15,7 @@ class Clock:
 
 def _choice() -> tuple[ThreadChoice, Clock]:
     clock = Clock()
-    return ThreadChoice(2, clock=clock), clock
+    return ThreadChoice(2, clock=clock, calls=LiveCalls()), clock
 
 
 def _run(choice: ThreadChoice, clock: Clock, steps: int, cost: dict[int, float]) -> list[int]:
@@ -91,4 +91,16 @@ def test_one_thread_takes_over_only_when_clearly_faster() -> None:
 
 def test_one_thread_wanted_is_one_thread_always() -> None:
     clock = Clock()
-    assert _run(ThreadChoice(1, clock=clock), clock, 20, {1: 0.02}) == [1] * 20
+    assert _run(ThreadChoice(1, clock=clock, calls=LiveCalls()), clock, 20, {1: 0.02}) == [1] * 20
+
+
+def test_beside_another_live_call_every_step_runs_on_one_thread() -> None:
+    clock, calls = Clock(), LiveCalls()
+    choice = ThreadChoice(2, clock=clock, calls=calls)
+    calls.enter()
+    assert _run(choice, clock, 10, {2: 0.015, 1: 0.025}).count(2) >= 8  # alone: fastest
+    calls.enter()
+    assert _run(choice, clock, 40, {2: 0.015, 1: 0.025}) == [1] * 40  # crowded: one
+    calls.leave()
+    clock.now += ThreadChoice.QUIET_S * 2
+    assert _run(choice, clock, 10, {2: 0.015, 1: 0.025}).count(2) >= 8  # alone again

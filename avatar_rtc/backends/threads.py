@@ -18,9 +18,44 @@ the faster, trying the other now and then.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+
+class LiveCalls:
+    """How many calls this process is serving now (each Conversation counts itself).
+
+    With two or more, every model step runs on one thread. Two threads are faster
+    only on cores nobody else wants: beside four calls' audio on the 2-core VM, llama.cpp
+    took p50 48-51 ms per token on two threads against 41-45 ms on one, for twice the
+    CPU, and that CPU is what the other calls' media and models wait for. (ThreadChoice
+    alone kept two: one thread never won by its margin.)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count = max(0, self._count - 1)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def crowded(self) -> bool:
+        return self._count > 1
+
+
+LIVE_CALLS = LiveCalls()
 
 
 class ThreadChoice:
@@ -50,9 +85,11 @@ class ThreadChoice:
     # a first chunk written on one thread came 40-60 ms later.
     MARGIN = 1.25
 
-    def __init__(self, most: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, most: int, clock: Callable[[], float] = time.monotonic,
+                 calls: LiveCalls = LIVE_CALLS) -> None:
         self.most = max(1, most)
         self._clock = clock
+        self._calls = calls
         self._costs: dict[int, deque[float]] = {
             n: deque(maxlen=self.SAMPLES) for n in {self.most, 1}}
         self._last_pick = float("-inf")
@@ -67,7 +104,7 @@ class ThreadChoice:
         return sum(costs) / len(costs) if costs else None
 
     def pick(self) -> int:
-        if self.most == 1:
+        if self.most == 1 or self._calls.crowded:
             return 1
         now = self._clock()
         if now - self._last_pick > self.QUIET_S:

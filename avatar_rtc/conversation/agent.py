@@ -33,6 +33,7 @@ import numpy as np
 from avatar_rtc.backends.base import BackendError, ChatMessage, CutShort, Pcm, Voice
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.backends.scheduler import urgent, user_waits
+from avatar_rtc.backends.threads import LIVE_CALLS
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import (
     FRAME_MS,
@@ -141,6 +142,7 @@ class Conversation:
         self._endpointer = Endpointer(config.endpoint)
         self._history = History(config.max_history_turns)
         self._session = uuid.uuid4().hex  # the LLM keeps this call's KV cache by it
+        LIVE_CALLS.enter()  # with other calls live, the models step on one thread
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
@@ -520,6 +522,7 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
+        LIVE_CALLS.leave()
         self._backends.llm.release(self._session)
         head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
         self._stop_listening_ahead()
