@@ -112,7 +112,9 @@ class SttSettings:
 class LlmSettings:
     backend: str = "llama-cpp"  # or "openai" (vLLM, llama.cpp server, any compatible API)
     model_path: str = ""  # llama-cpp GGUF; empty: the packaged SmolLM2-135M-Instruct
-    n_threads: int = 2  # token generation: the most; one when that was faster lately
+    # Token generation: the most; one when that was faster lately, or while other calls
+    # are live (each model step then runs on one thread).
+    n_threads: int = 2
     n_batch_threads: int = 2  # prompt evaluation
     n_ctx: int = 2048
     base_url: str = ""  # openai backend

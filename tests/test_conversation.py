@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -295,6 +296,7 @@ async def test_each_call_is_one_llm_session_released_at_hang_up() -> None:
 
 
 async def test_each_open_call_counts_as_live_until_hang_up() -> None:
+    gc.collect()  # earlier tests' calls, dropped, stop counting now and not midway
     before = LIVE_CALLS.count
     async with harness() as first:
         assert LIVE_CALLS.count == before + 1

@@ -82,6 +82,9 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
         # The server dates the end of speech to the arrival of the last voiced sample,
         # the client to its departure: they differ by the way in (Opus, loopback, a
         # 20 ms jitter buffer) give or take where each side finds the "last" sample.
+        # (The client takes the last sample over 300 anywhere; the server only looks
+        # before the VAD frame that turned silent, so a soft tail the VAD already
+        # calls silence counts on the client's side only: -78 ms measured once.)
         detection = heard_by_server.speech_end_at - client_end
         # The first frame sent -> received: pacing, Opus, loopback, the jitter buffer.
         transport = client_first - server_first
@@ -91,7 +94,7 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
         # bounds catch a wrong match (a turn or a frame off), not a slow frame: a loaded
         # CI runner delayed one first frame by 430 ms. The 100 ms agreement the issue
         # asks for is a latency figure; tools/bench.py prints it (p50/p90).
-        assert -0.05 < detection < 0.5, (detection, turn)
+        assert -0.1 < detection < 0.5, (detection, turn)
         assert 0 <= transport < 1.0, (transport, turn)
         assert turn.voice_to_voice_ms - server == pytest.approx(
             (detection + transport) * 1000, abs=0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from avatar_rtc.backends.threads import LiveCalls, ThreadChoice
 
 
@@ -94,13 +96,28 @@ def test_one_thread_wanted_is_one_thread_always() -> None:
     assert _run(ThreadChoice(1, clock=clock, calls=LiveCalls()), clock, 20, {1: 0.02}) == [1] * 20
 
 
+class Call:
+    pass
+
+
 def test_beside_another_live_call_every_step_runs_on_one_thread() -> None:
     clock, calls = Clock(), LiveCalls()
     choice = ThreadChoice(2, clock=clock, calls=calls)
-    calls.enter()
+    first, second = Call(), Call()
+    calls.enter(first)
     assert _run(choice, clock, 10, {2: 0.015, 1: 0.025}).count(2) >= 8  # alone: fastest
-    calls.enter()
+    calls.enter(second)
     assert _run(choice, clock, 40, {2: 0.015, 1: 0.025}) == [1] * 40  # crowded: one
-    calls.leave()
+    calls.leave(second)
     clock.now += ThreadChoice.QUIET_S * 2
     assert _run(choice, clock, 10, {2: 0.015, 1: 0.025}).count(2) >= 8  # alone again
+
+
+def test_a_call_dropped_without_hanging_up_stops_counting() -> None:
+    calls, kept, dropped = LiveCalls(), Call(), Call()
+    calls.enter(kept)
+    calls.enter(dropped)
+    assert calls.crowded
+    del dropped  # its setup failed: nobody holds it, nobody will call leave()
+    gc.collect()
+    assert calls.count == 1 and not calls.crowded

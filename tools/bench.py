@@ -14,8 +14,9 @@ measures on the client's clock:
                       after a pause if the VAD calls the first word a false start)
 
 Prints p50/p90 with the server's per-stage breakdown (from the data channel), server
-CPU and memory per call, and the change from the previous run with the same label;
-writes everything to a JSON file, appends a one-line summary to
+CPU and memory per call, the callers' own CPU per call and the machine's steal and idle
+shares (the callers run on the same machine), and the change from the previous run with
+the same label; writes everything to a JSON file, appends a one-line summary to
 bench-results/history.jsonl (the figures of every earlier run, so regressions show),
 and keeps each caller's replay timeline under bench-results/tmp/<time>/
 (`avatar-rtc replay report <folder>` draws one).
@@ -130,8 +131,11 @@ class ProcessStats:
         return 0.0
 
 
-def cpu_times() -> tuple[int, int]:
-    """(all, stolen) jiffies of this machine, from /proc/stat; (0, 0) where absent.
+CpuTimes = tuple[int, int, int]
+
+
+def cpu_times() -> CpuTimes:
+    """(all, stolen, idle) jiffies of this machine, from /proc/stat; zeros where absent.
 
     On a VM the hypervisor may run other guests on "our" cores: the time it takes is
     steal. The same code measured 567 ms with 1% steal and 1066 ms with 40%, so the
@@ -139,14 +143,26 @@ def cpu_times() -> tuple[int, int]:
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     except OSError:
-        return (0, 0)
+        return (0, 0, 0)
     values = [int(v) for v in fields[:8]]  # user .. steal (guest time is inside user)
-    return (sum(values), values[7] if len(values) > 7 else 0)
+    values += [0] * (8 - len(values))
+    return (sum(values), values[7], values[3] + values[4])  # idle + iowait
 
 
-def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+def _share(before: CpuTimes, after: CpuTimes, field: int) -> float | None:
     total = after[0] - before[0]
-    return round((after[1] - before[1]) / total, 3) if total > 0 else None
+    return round((after[field] - before[field]) / total, 3) if total > 0 else None
+
+
+def steal_share(before: CpuTimes, after: CpuTimes) -> float | None:
+    return _share(before, after, 1)
+
+
+def host_shares(before: CpuTimes, after: CpuTimes) -> dict[str, float | None]:
+    """The shares of the machine's CPU time the hypervisor took (steal) and nobody
+    used (idle): with both beside it, a figure says how full the machine was."""
+    return {"host_steal_share": steal_share(before, after),
+            "host_idle_share": _share(before, after, 2)}
 
 
 class Tally:
@@ -313,6 +329,8 @@ def history_line(stamp: str, label: str, runs: list[dict[str, Any]]) -> dict[str
             "reply_silence_p90": r["summary"]["reply_longest_silence_ms"]["p90"],
             "cpu_core_per_call": r["resources"].get("server_cpu_core_per_call"),
             "host_steal_share": r["resources"].get("host_steal_share"),
+            "host_idle_share": r["resources"].get("host_idle_share"),
+            "client_cpu_core_per_call": r["resources"].get("client_cpu_core_per_call"),
         } for r in runs},
     }
 
@@ -376,6 +394,7 @@ def main() -> int:
     restrict_host_addresses(["127.0.0.1"])  # the client side offers loopback too
     server: subprocess.Popen[bytes] | None = None
     stats: ProcessStats | None = None
+    own = ProcessStats(os.getpid())  # the callers' CPU
     data_dir = tempfile.mkdtemp(prefix="avatar-bench-")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     url = args.url
@@ -396,6 +415,7 @@ def main() -> int:
         runs = []
         for callers in args.callers:
             cpu0 = stats.cpu_s() if stats else 0.0
+            own0 = own.cpu_s()
             rss0 = stats.rss_mb() if stats else 0.0
             host0 = cpu_times()
             started = time.monotonic()
@@ -405,7 +425,10 @@ def main() -> int:
             summary = summarize_runs(timelines)
             extra: dict[str, Any] = {"wall_s": round(wall, 1), "stagger_s": args.stagger,
                                      "lockstep": args.lockstep,
-                                     "host_steal_share": steal_share(host0, cpu_times())}
+                                     **host_shares(host0, cpu_times()),
+                                     # The callers share the machine with the server.
+                                     "client_cpu_core_per_call": round(
+                                         (own.cpu_s() - own0) / wall / callers, 3)}
             if stats:
                 extra["server_cpu_core_per_call"] = round(
                     (stats.cpu_s() - cpu0) / wall / callers, 3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -36,23 +37,26 @@ class LiveCalls:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._count = 0
+        # Weak: a call dropped without hanging up (its setup failed) stops counting
+        # once collected, instead of crowding every later call for good.
+        self._calls: weakref.WeakSet[object] = weakref.WeakSet()
 
-    def enter(self) -> None:
+    def enter(self, call: object) -> None:
         with self._lock:
-            self._count += 1
+            self._calls.add(call)
 
-    def leave(self) -> None:
+    def leave(self, call: object) -> None:
         with self._lock:
-            self._count = max(0, self._count - 1)
+            self._calls.discard(call)
 
     @property
     def count(self) -> int:
-        return self._count
+        with self._lock:
+            return len(self._calls)
 
     @property
     def crowded(self) -> bool:
-        return self._count > 1
+        return self.count > 1
 
 
 LIVE_CALLS = LiveCalls()

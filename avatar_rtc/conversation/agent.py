@@ -142,7 +142,7 @@ class Conversation:
         self._endpointer = Endpointer(config.endpoint)
         self._history = History(config.max_history_turns)
         self._session = uuid.uuid4().hex  # the LLM keeps this call's KV cache by it
-        LIVE_CALLS.enter()  # with other calls live, the models step on one thread
+        LIVE_CALLS.enter(self)  # with other calls live, the models step on one thread
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
@@ -522,7 +522,7 @@ class Conversation:
         if self._closed:
             return
         self._closed = True
-        LIVE_CALLS.leave()
+        LIVE_CALLS.leave(self)
         self._backends.llm.release(self._session)
         head_start = [t for t in (self._prefill_task, self._ahead_task) if t is not None]
         self._stop_listening_ahead()
