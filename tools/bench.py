@@ -114,7 +114,7 @@ def wait_ready(url: str, timeout_s: float = 300.0) -> dict[str, Any]:
 
 
 class ProcessStats:
-    """CPU seconds and resident memory of the server process, from /proc."""
+    """CPU seconds and resident memory of a process (the server, the callers), from /proc."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
