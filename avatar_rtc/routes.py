@@ -126,16 +126,21 @@ async def offer(request: web.Request) -> web.Response:
         return error(503, str(exc), {"Retry-After": str(exc.retry_after_s)})
     token = call_id_var.set(peer.id)  # tasks created from here carry the call ID in logs
     try:
-        call = Call(
-            peer,
-            state.backends,
-            _conversation_config(state),
-            voice=voice,
-            on_turn_finished=_turn_finished(state),
-            on_closed=_call_closed(state),
-            on_error=lambda _call, message: state.metrics.error(message),
-            recorder=recordings.new_recorder(state.settings, peer.id),
-        )
+        try:
+            call = Call(
+                peer,
+                state.backends,
+                _conversation_config(state),
+                voice=voice,
+                on_turn_finished=_turn_finished(state),
+                on_closed=_call_closed(state),
+                on_error=lambda _call, message: state.metrics.error(message),
+                recorder=recordings.new_recorder(state.settings, peer.id),
+            )
+        except Exception as exc:  # the slot and the peer go back at once, not at timeout
+            log.exception("call setup failed")
+            await peer.close("error")
+            return error(500, f"call setup failed: {type(exc).__name__}: {exc}")
         state.calls[call.id] = call
         state.metrics.call_started()
         if state.store is not None:

@@ -19,13 +19,6 @@ from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, tone
 pytestmark = pytest.mark.timeout(120)
 
 
-
-
-
-
-
-
-
 async def real_offer_sdp() -> tuple[RTCPeerConnection, str]:
     pc = RTCPeerConnection()
     pc.addTransceiver("audio")
@@ -82,6 +75,27 @@ async def test_sdp_that_passes_checks_but_aiortc_rejects_is_a_400(
     assert "SDP" in (await response.json())["error"]
     await asyncio.sleep(0.1)
     assert len(app[STATE].registry) == 0
+
+
+async def test_a_call_that_fails_to_set_up_is_a_500_and_frees_its_slot(
+    aiohttp_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, app = await start(aiohttp_client, settings_for(tmp_path, server__max_calls=1))
+
+    def no_recorder(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("avatar_rtc.routes.recordings.new_recorder", no_recorder)
+        pc, sdp = await real_offer_sdp()
+        response = await client.post("/offer", json={"type": "offer", "sdp": sdp})
+        await pc.close()
+    assert response.status == 500
+    assert (await response.json())["error"] == (
+        "call setup failed: OSError: [Errno 28] No space left on device")
+    assert len(app[STATE].registry) == 0
+    async with Caller(base_url(client)) as caller:  # the only slot is free again
+        assert caller.session_id is not None
 
 
 async def test_oversized_body_is_refused_with_413(aiohttp_client: ClientFactory,
