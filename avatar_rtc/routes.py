@@ -77,6 +77,7 @@ def conversation_config(s: Settings) -> ConversationConfig:
         speculative=s.vad.speculative,
         listen_ahead_ms=s.vad.listen_ahead_ms,
         speak_ahead_s=s.tts.speak_ahead_s,
+        max_sentences=s.llm.max_sentences,
         chunker=ChunkerConfig(
             first_chunk_min_chars=s.tts.first_chunk_min_chars,
             first_chunk_max_chars=s.tts.first_chunk_max_chars,

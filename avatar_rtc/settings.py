@@ -121,6 +121,8 @@ class LlmSettings:
     api_key: str = "none"
     model: str = ""  # openai backend model name
     max_tokens: int = 120
+    # A reply stops after this many sentences (0: no limit); see ConversationConfig.
+    max_sentences: int = 3
     temperature: float = 0.2
     seed: int = 0
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -254,6 +256,7 @@ class Settings:
                 "llm.base_url is required with llm.backend=openai",
             ),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
+            (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
             (self.tts.backend in TTS_BACKENDS, f"tts.backend: one of {', '.join(TTS_BACKENDS)}"),
             (all(b in TTS_BACKENDS for b in self.tts.backends),
              f"tts.backends: each one of {', '.join(TTS_BACKENDS)}"),

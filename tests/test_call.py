@@ -65,6 +65,7 @@ async def test_talking_over_the_agent_stops_it_and_stores_the_cut_turn(
         llm__system_prompt="You are a storyteller. Always answer with a long story of at "
         "least ten sentences.",
         llm__max_tokens=200,
+        llm__max_sentences=0,
     )
     async with Caller(server.url) as caller:
         ask = caller.say(with_silence(speak("Tell me a story about a brave dragon."),

@@ -9,7 +9,12 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker, clean_for_speech
+from avatar_rtc.conversation.chunker import (
+    ChunkerConfig,
+    SentenceChunker,
+    clean_for_speech,
+    ends_sentence,
+)
 
 # --------------------------------------------------------------------------------------
 # Helpers
@@ -590,3 +595,28 @@ def test_first_chunk_max_chars_cuts_the_first_chunk_early_at_a_space() -> None:
     assert " ".join(chunks).split() == text.split()
     whole = SentenceChunker(config)
     assert whole.push(text) + whole.flush() == chunks
+
+
+@pytest.mark.parametrize(
+    ("chunk", "ends"),
+    [
+        ("Tea is a drink.", True),
+        ("Is it?", True),
+        ('He said "stop."', True),
+        ("Well...", True),
+        ("お茶です。", True),
+        ("Tea is a drink,", False),
+        ("First, the water; ", False),
+        ("a chunk cut at the length limit", False),
+        ("", False),
+    ],
+)
+def test_ends_sentence_tells_a_sentence_from_a_clause(chunk: str, ends: bool) -> None:
+    assert ends_sentence(chunk) is ends
+
+
+def test_the_chunker_never_ends_a_chunk_on_an_abbreviation() -> None:
+    """ends_sentence trusts where the chunker broke: "Dr." or "3.5" never end a chunk."""
+    chunker = SentenceChunker()
+    chunks = chunker.push("Dr. Smith measured 3.5 liters, then left. ") + chunker.flush()
+    assert [ends_sentence(c) for c in chunks] == [False, True]

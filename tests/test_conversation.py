@@ -137,7 +137,7 @@ async def test_later_chunks_are_synthesized_just_in_time() -> None:
              "about tea. The fifth sentence closes this short reply.")
     llm = FakeLlm(reply=reply, token_delay_s=0.02)  # would finish in 1 s, unpaced
     tts = FakeTts(seconds_per_char=0.02)  # ~1 s of audio per sentence
-    config = dataclasses.replace(CONFIG, speak_ahead_s=0.4)
+    config = dataclasses.replace(CONFIG, speak_ahead_s=0.4, max_sentences=0)
     queued_at_start: list[float] = []
     async with harness(config, llm=llm, tts=tts) as h:
         tts.on_text = lambda _text: queued_at_start.append(h.track.queued_samples / 48000)
@@ -166,11 +166,12 @@ async def test_without_pacing_every_chunk_is_synthesized_at_once() -> None:
     assert llm.held_s < 0.1
 
 
-async def _answer(llm: FakeLlm) -> tuple[dict[str, Any], FakeTts, History]:
+async def _answer(llm: FakeLlm, config: ConversationConfig = CONFIG
+                  ) -> tuple[dict[str, Any], FakeTts, History]:
     """One question and its whole reply: the turn_end event, the TTS that spoke it and
     the history after it."""
     tts = FakeTts()
-    async with harness(llm=llm, tts=tts) as h:
+    async with harness(config, llm=llm, tts=tts) as h:
         await h.say(np.concatenate([tone(0.5), silence(0.5)]))
         await h.wait_for("turn_end")
         end = h.of_type("turn_end")[0]
@@ -186,6 +187,30 @@ async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
     assert history.exchanges[0].agent == end["spoken_text"]
     assert llm.cancelled == 1  # generation stopped on the backend
     assert tts.texts == ["I am sorry for that.", "I can help with tea."]
+
+
+FIVE_SENTENCES = ("Tea is a drink, and a good one. It comes from leaves. People dry them. "
+                  "Then they steep them. That is all.")
+
+
+async def test_a_reply_ends_after_max_sentences() -> None:
+    """Clauses don't count; the sentence after the last one is neither spoken nor
+    generated, and the history keeps what was said."""
+    llm = FakeLlm(reply=FIVE_SENTENCES, token_delay_s=0.001)
+    config = dataclasses.replace(CONFIG, max_sentences=2)
+    end, tts, history = await _answer(llm, config)
+    assert tts.texts == ["Tea is a drink,", "and a good one.", "It comes from leaves."]
+    assert end["spoken_text"] == end["reply_text"] == (
+        "Tea is a drink, and a good one. It comes from leaves.")
+    assert history.exchanges[0].agent == end["spoken_text"]
+    assert llm.cancelled == 1  # generation stopped on the backend
+
+
+async def test_without_a_sentence_limit_the_whole_reply_is_spoken() -> None:
+    llm = FakeLlm(reply=FIVE_SENTENCES, token_delay_s=0.001)
+    end, _, _ = await _answer(llm, dataclasses.replace(CONFIG, max_sentences=0))
+    assert end["spoken_text"] == FIVE_SENTENCES
+    assert llm.cancelled == 0
 
 
 async def test_a_reply_cut_at_the_token_limit_drops_its_unfinished_sentence() -> None:

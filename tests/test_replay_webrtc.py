@@ -140,6 +140,7 @@ def test_the_cli_barges_in_and_reports_an_interrupted_turn(
         llm__system_prompt="You are a storyteller. Always answer with a long story of at "
         "least ten sentences.",
         llm__max_tokens=80,  # a story of ~20 s
+        llm__max_sentences=0,
     )
     ask = encode(tmp_path / "ask.wav", speak("Tell me a story about a brave dragon."), 48000)
     stop = encode(tmp_path / "stop.ogg", speak("Stop, stop. Wait a moment please."), 48000)

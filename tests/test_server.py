@@ -178,7 +178,7 @@ async def test_a_peer_vanishing_mid_reply_stores_the_turn_cut_off(
     # when the peer goes (no just-in-time pacing), so only the playout knows it was
     # never heard. mid-generation: paced, most of the reply is not written yet.
     llm = FakeLlm(reply=LONG_REPLY, token_delay_s=0.0005 if generated else 0.005)
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, llm__max_sentences=0)  # all 20 sentences
     if generated:
         settings.tts.speak_ahead_s = 0.0
     client, app = await start(aiohttp_client, settings, llm=llm,

@@ -367,6 +367,7 @@ def test_unknown_cli_flag_is_an_argparse_error(capsys: pytest.CaptureFixture[str
         ({"AVATAR_LLM_BACKEND": "gpt"}, "llm.backend: llama-cpp or openai"),
         ({"AVATAR_TTS_SPEED": "5"}, "tts.speed must be 0.25-4"),
         ({"AVATAR_TTS_SPEAK_AHEAD_S": "-1"}, "tts.speak_ahead_s must be >= 0"),
+        ({"AVATAR_LLM_MAX_SENTENCES": "-1"}, "llm.max_sentences must be >= 0"),
         ({"AVATAR_LOG_LEVEL": "LOUD"}, "log.level: one of"),
     ],
 )
@@ -501,11 +502,13 @@ def test_cli_serve_bad_type_exits_2(
     assert "--vad-threshold: expected a number, got 'high'" in capsys.readouterr().err
 
 
-def test_models_take_turns_and_speak_ahead_reach_the_backends_and_the_conversation() -> None:
+def test_models_take_turns_speak_ahead_and_max_sentences_reach_their_users() -> None:
     from avatar_rtc.routes import conversation_config
 
     settings = load(env={"AVATAR_SERVER_MODELS_TAKE_TURNS": "false",
-                         "AVATAR_TTS_SPEAK_AHEAD_S": "1.5"})
+                         "AVATAR_TTS_SPEAK_AHEAD_S": "1.5", "AVATAR_LLM_MAX_SENTENCES": "0"})
     assert settings.server.models_take_turns is False
     assert conversation_config(settings).speak_ahead_s == 1.5
+    assert conversation_config(settings).max_sentences == 0
+    assert conversation_config(load(env={})).max_sentences == 3
     assert load(env={}).server.models_take_turns is True

@@ -34,7 +34,7 @@ from avatar_rtc.backends.base import BackendError, ChatMessage, CutShort, Pcm, V
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.backends.scheduler import urgent, user_waits
 from avatar_rtc.backends.threads import LIVE_CALLS
-from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
+from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker, ends_sentence
 from avatar_rtc.conversation.endpointing import (
     FRAME_MS,
     FRAME_SAMPLES,
@@ -112,6 +112,9 @@ class ConversationConfig:
     # Chunks after the first are synthesized when less than this much of the reply is
     # left to play (the LLM waits with them); 0: as fast as the models go.
     speak_ahead_s: float = 3.0
+    # A reply stops after this many sentences (0: no limit): small models forget the
+    # system prompt's "one or two sentences" a few turns in and talk for half a minute.
+    max_sentences: int = 3
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
 
 
@@ -375,8 +378,9 @@ class Conversation:
             turn.reply_text = turn.chunk_text
 
     async def _say(self, turn: Turn, text: str) -> bool:
-        """Speaks the reply's next chunk; False ends the reply: a small model that
-        repeats a sentence it already said this reply goes on looping until max_tokens."""
+        """Speaks the reply's next chunk; False ends the reply, and the history keeps
+        what was said: a small model that repeats a sentence it already said this reply
+        goes on looping until max_tokens; a reply that said max_sentences is done."""
         words = _spoken_words(text)
         if len(words) >= 3 and any(_spoken_words(c.text) == words for c in turn.chunks):
             log.info("turn %s: the reply repeats itself; cut at %r", turn.id, text)
@@ -385,6 +389,11 @@ class Conversation:
         if turn.chunks:
             await self._wait_for_room(turn)
         await self._speak(turn, text)
+        limit = self._config.max_sentences
+        if limit and sum(ends_sentence(c.text) for c in turn.chunks) >= limit:
+            log.info("turn %s: %d sentences said; the reply ends there", turn.id, limit)
+            turn.reply_text = turn.chunk_text
+            return False
         return True
 
     async def _wait_for_room(self, turn: Turn) -> None:

@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ChunkerConfig", "SentenceChunker", "clean_for_speech"]
+__all__ = ["ChunkerConfig", "SentenceChunker", "clean_for_speech", "ends_sentence"]
 
 
 @dataclass(frozen=True)
@@ -342,6 +342,14 @@ def clean_for_speech(text: str) -> str:
     cleaned = cleaner.feed(text) + cleaner.finish()
     buf, _ = _normalize("", "", cleaned)
     return buf.replace("\n", " ")
+
+
+def ends_sentence(chunk: str) -> bool:
+    """Does this chunk (as SentenceChunker made it) end a sentence, not a clause? The
+    chunker only breaks after a terminator where the sentence ends, so no abbreviation
+    ("Dr.") or decimal is taken for one."""
+    core = chunk.rstrip("".join(_CLOSERS))
+    return bool(core) and (core[-1] in _LATIN_TERMINATORS or core[-1] in _CJK_TERMINATORS)
 
 
 # --------------------------------------------------------------------------------------
