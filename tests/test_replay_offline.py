@@ -18,7 +18,7 @@ import pytest
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
-from avatar_rtc.replay.measure import first_quiet, last_audible_end, longest_silence
+from avatar_rtc.replay.measure import audible_at, first_quiet, last_audible_end, longest_silence
 from avatar_rtc.replay.offline import (
     SimulatedPlayout,
     load_recorded_call,
@@ -98,6 +98,14 @@ def test_the_agent_stopping_is_told_from_a_pause() -> None:
     # The longest silence inside the reply: the 100 ms gap, not the quiet after it.
     assert longest_silence(audible, 0.5, 10.0, 0.02) == pytest.approx(0.1)
     assert longest_silence(audible, 1.1, 10.0, 0.02) == pytest.approx(0.0)
+
+
+def test_the_agent_speaks_now_only_if_its_latest_frame_is_audible_and_fresh() -> None:
+    audible = [round(0.5 + 0.02 * k, 2) for k in range(25)]  # the last one at 0.98
+    assert audible_at(audible, 0.99, 0.02)
+    assert audible_at(audible, 1.01, 0.02)  # one frame late
+    assert not audible_at(audible, 1.05, 0.02)  # between two chunks
+    assert not audible_at([], 1.0, 0.02)
     assert longest_silence(audible, 2.0, 3.0, 0.02) == 0.0
 
 

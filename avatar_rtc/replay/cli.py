@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     webrtc.add_argument("--barge-in", type=Path, metavar="FILE",
                         help="speak this file over the agent's reply")
     webrtc.add_argument("--barge-in-at", type=_positive, default=1.0, metavar="SECONDS",
-                        help="how far into the reply to start it (default 1.0)")
+                        help="how far into the reply to start it, or the first moment "
+                             "after that the agent speaks (default 1.0)")
     webrtc.add_argument("--barge-in-turn", type=int, default=-1, metavar="N",
                         help="the reply to the N-th file (0-based; default -1, the last)")
     webrtc.add_argument("--voice", help="the offer's voice: a profile ID or Piper voice name")

@@ -27,6 +27,12 @@ def first_quiet(audible: Sequence[float], start: float, end: float, frame_s: flo
     return candidate
 
 
+def audible_at(audible: Sequence[float], now: float, frame_s: float) -> bool:
+    """Is the agent speaking at `now`: did its latest frame, audible, arrive within the
+    last two frames (one may be late)?"""
+    return bool(audible) and 0 <= now - audible[-1] < 2 * frame_s
+
+
 def last_audible_end(audible: Sequence[float], start: float, end: float,
                      frame_s: float) -> float | None:
     """The end of the last audible frame that starts in [start, end)."""

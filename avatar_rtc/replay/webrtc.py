@@ -2,7 +2,8 @@
 
 One aiortc caller (avatar_rtc.caller) connects to any server through `POST /offer`,
 speaks each file, waits for the agent's reply to end, leaves a gap, and goes on. It
-can talk over one reply (barge-in) at a given offset into it. On the client's clock:
+can talk over one reply (barge-in) at a given offset into it (or, if the agent is
+between two chunks then, as soon as it speaks again). On the client's clock:
 
   voice-to-voice    = the last voiced sample of a file handed to aiortc ->
                       the first audible agent frame received
@@ -25,13 +26,15 @@ import numpy as np
 
 from avatar_rtc.caller import AUDIBLE_PEAK, Caller, CallerError, Utterance
 from avatar_rtc.replay.errors import CALL_FAILED, ReplayError
-from avatar_rtc.replay.measure import first_quiet, last_audible_end, longest_silence
+from avatar_rtc.replay.measure import audible_at, first_quiet, last_audible_end, longest_silence
 from avatar_rtc.replay.progress import ProgressSink
 from avatar_rtc.replay.sources import AudioSource
 from avatar_rtc.replay.timeline import AUDIO_RATE, Timeline, TimelineTurn, VadSegment, place
 from media.resample import Pcm, resample_pcm
 
 FRAME_S = 0.02  # one received frame
+# A barge-in waits at most this long past its offset for the agent to speak again.
+SPEAKING_WAIT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ class _Run:
         delay = self.options.barge_in_at_s - (time.monotonic() - heard)
         if delay > 0:
             await asyncio.sleep(delay)
+        await self.agent_speaking()
         barge_turn = self.new_turn(source.name, "barge-in")
         over = self.caller.say(source.pcm, source.rate)
         voiced = asyncio.ensure_future(over.voiced.wait())
@@ -223,6 +227,17 @@ class _Run:
                for at, event in self.caller.events):
             barge_turn.error = "the agent's reply had ended when the barge-in started"
         return barge_turn, over
+
+    async def agent_speaking(self) -> None:
+        """People talk over speech, not into the pause between two chunks: a barge-in
+        started there would time the agent stopping before it began (0 ms)."""
+        deadline = time.monotonic() + SPEAKING_WAIT_S
+        while time.monotonic() < deadline:
+            frames = self.caller.frames
+            if frames and audible_at([f.at for f in frames[-1:] if f.peak >= AUDIBLE_PEAK],
+                                     time.monotonic(), FRAME_S):
+                return
+            await asyncio.sleep(FRAME_S / 2)
 
     async def wait_turn_end(self, turn: TimelineTurn, said: Utterance) -> None:
         if said.speech_end_at is None:
