@@ -233,9 +233,8 @@ class _Run:
         started there would time the agent stopping before it began (0 ms)."""
         deadline = time.monotonic() + SPEAKING_WAIT_S
         while time.monotonic() < deadline:
-            frames = self.caller.frames
-            if frames and audible_at([f.at for f in frames[-1:] if f.peak >= AUDIBLE_PEAK],
-                                     time.monotonic(), FRAME_S):
+            latest = [f.at for f in self.caller.frames[-1:] if f.peak >= AUDIBLE_PEAK]
+            if audible_at(latest, time.monotonic(), FRAME_S):
                 return
             await asyncio.sleep(FRAME_S / 2)
 
