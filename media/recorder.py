@@ -328,6 +328,7 @@ class CallRecorder:
         self._tolerance_s = tolerance_s
         self._window_s = window_s
         self._batch_s = batch_s
+        self._closing = threading.Event()  # wakes the worker from its batch wait
         self._queue: queue.Queue[_Item] = queue.Queue(max_queued_chunks)
         self._thread: threading.Thread | None = None
         self._t0: float | None = None
@@ -403,6 +404,7 @@ class CallRecorder:
             if thread is None:
                 self.result = RecordingResult(None, None, 0, 0.0, "recorder never started")
                 return self.result
+            self._closing.set()
             while thread.is_alive():
                 try:
                     self._queue.put(_Stop(end_at), timeout=0.5)
@@ -464,7 +466,7 @@ class CallRecorder:
             # A batch per wake, not a wake per 20 ms chunk: 4.4% of a core per call
             # instead of 5.8% (four recorders fed in real time), and the GIL is held
             # less often while the calls' media wait for it.
-            time.sleep(self._batch_s)
+            self._closing.wait(self._batch_s)
             # Taken before draining: every chunk that arrived by `now` is pushed below.
             now = self._clock()
             items: list[_Item] = []
