@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avatar_rtc.caller import Caller
+from avatar_rtc.conversation.chunker import SentenceChunker, ends_sentence
 from tests.conftest import LiveServer
 from tests.speech import speak, with_silence, word_error_rate
 
@@ -88,3 +89,30 @@ async def test_talking_over_the_agent_stops_it_and_stores_the_cut_turn(
     assert turns and turns[0]["interrupted"]
     assert turns[0]["spoken_text"] == end["spoken_text"]
     assert end["reply_text"].strip().startswith(turns[0]["spoken_text"].split()[0])
+
+
+async def test_a_long_answer_ends_after_max_sentences_with_the_real_models(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    """SmolLM2 told to tell a long story stops after two spoken sentences; the stored
+    turn holds exactly what was said."""
+    server = start_server(
+        llm__system_prompt="You are a storyteller. Always answer with a long story of at "
+        "least ten sentences.",
+        llm__max_tokens=200,
+        llm__max_sentences=2,
+    )
+    async with Caller(server.url) as caller:
+        ask = caller.say(with_silence(speak("Tell me a story about a brave dragon."),
+                                      48000, 0.3, 0.0), 48000)
+        await ask.done.wait()
+        end = await caller.wait_event("turn_end", timeout_s=90)
+    assert not end["interrupted"]
+    spoken = end["spoken_text"]
+    assert spoken.endswith((".", "!", "?")), spoken
+    chunker = SentenceChunker()
+    sentences = sum(ends_sentence(c) for c in chunker.push(spoken) + chunker.flush())
+    assert sentences == 2, spoken  # the model went on to 4+ without the limit
+    assert end["reply_text"] == spoken  # the rest was neither generated on nor kept
+    turns = await wait_turns(server, 1)
+    assert turns[0]["spoken_text"] == spoken
