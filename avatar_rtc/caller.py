@@ -47,6 +47,10 @@ class Utterance:
     started_at: float | None = None
     speech_start_at: float | None = None  # when the first voiced sample left the mic
     speech_end_at: float | None = None  # when the last voiced sample left the mic
+    # How far behind the mic's own clock those samples left (a busy event loop): the
+    # stream catches up, so on the receiver's timeline they sit this much earlier.
+    start_late_s: float = 0.0
+    end_late_s: float = 0.0
     voiced: asyncio.Event = field(default_factory=asyncio.Event)  # speech_start_at is set
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _offset: int = 0
@@ -89,6 +93,7 @@ class MicrophoneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.monotonic()
+        late = max(0.0, now - (self._t0 + self._sent / RATE))
         out = np.zeros(FRAME, dtype=np.int16)
         filled = 0
         while self._queue and filled < FRAME:
@@ -102,10 +107,12 @@ class MicrophoneTrack(MediaStreamTrack):
             filled += take
             if before <= utterance._first_voiced < utterance._offset:
                 utterance.speech_start_at = now + (utterance._first_voiced - before) / RATE
+                utterance.start_late_s = late
                 utterance.voiced.set()
             if before < utterance._last_voiced <= utterance._offset:
                 # The frame leaves now; the voiced sample sits this far into it.
                 utterance.speech_end_at = now + (utterance._last_voiced - before) / RATE
+                utterance.end_late_s = late
             if utterance._offset >= len(utterance.pcm):
                 self._queue.pop(0)
                 utterance.done.set()

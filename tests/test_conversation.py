@@ -112,7 +112,8 @@ async def test_a_turn_flows_through_every_stage() -> None:
             assert key in timings, key
         assert timings["endpoint_ms"] >= 200  # the end-of-turn silence was waited for
         # Speculation: everything but playback was done during that silence.
-        assert timings["first_audio_sent_ms"] - timings["endpoint_ms"] < 150
+        assert timings["tts_first_audio_ms"] < timings["endpoint_ms"], timings
+        assert timings["first_audio_sent_ms"] >= timings["endpoint_ms"]
         assert llm.requests[0][0].content == "Be brief."
         assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
         # The agent's audio went out: non-silent frames were sent.
@@ -163,7 +164,7 @@ async def test_without_pacing_every_chunk_is_synthesized_at_once() -> None:
         await h.say(np.concatenate([tone(0.5), silence(0.5)]))
         await h.wait_for("turn_end")
     assert max(queued_at_start[1:]) > 0.5, queued_at_start
-    assert llm.held_s < 0.1
+    assert llm.held_s < 0.25  # against > 0.5 when paced
 
 
 async def _answer(llm: FakeLlm, config: ConversationConfig = CONFIG

@@ -140,8 +140,8 @@ async def test_pacing_keeps_running_while_paused() -> None:
     # Paused frames (3-8) are paced like the others: never early (above, so no
     # burst) and not stalled either.
     for k in range(3, 9):
-        assert at[k] <= t0 + k * 0.020 + 0.1, f"paused frame {k} late by {at[k] - t0:.3f}s"
-    assert 0.2 <= at[-1] - t0 <= 0.4
+        assert at[k] <= t0 + k * 0.020 + 0.25, f"paused frame {k} late by {at[k] - t0:.3f}s"
+    assert 0.2 <= at[-1] - t0 <= 0.6
     assert track.total_frames_sent == 12
     # 3 frames before the pause and 3 after: 6 frames consumed from the queue.
     assert track.queued_samples == 14 * FRAME_SAMPLES

@@ -217,9 +217,16 @@ async def test_leaving_early_stops_and_closes_the_generator_on_the_model_thread(
         async for item in worker.iterate(produce):
             if item == 2:
                 break
-        await asyncio.sleep(0.1)
+        for _ in range(500):  # a busy machine may take a while to get to it
+            if closed_on:
+                break
+            await asyncio.sleep(0.01)
         assert closed_on == ["avatar-t"]
-        assert len(produced) < 10  # generation stopped, not just ignored
+        # Generation stopped, not just ignored: nothing more is produced after the close
+        # (how far it ran ahead of the reader depends on how busy the machine is).
+        stopped_at = len(produced)
+        await asyncio.sleep(0.1)
+        assert len(produced) == stopped_at < 1000
         # The thread serves the next stream.
         assert await _drain(worker, _counter("n", 2, [])) == ["n0", "n1"]
     finally:
