@@ -73,10 +73,11 @@ class Call:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self.inbound is not None:
             return
-        self.inbound = InboundAudio(track, self.conversation.feed)
-        if self.recorder is not None:
-            self.inbound.add_tap(self.recorder.user_audio)
-        self.inbound.start()
+        inbound = self.inbound = InboundAudio(track, self.conversation.feed)
+        recorder = self.recorder
+        if recorder is not None:
+            inbound.add_tap(lambda pcm: recorder.user_audio(pcm, inbound.captured_at))
+        inbound.start()
 
     @property
     def recording_offset(self) -> Callable[[float, str], int] | None:

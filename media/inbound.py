@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from .clock import MediaClock
 from .resample import FrameResampler, Pcm
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,10 @@ class InboundAudio:
         self._resampler = FrameResampler(rate)
         self._taps: list[PcmSink] = []
         self._task: asyncio.Task[None] | None = None
+        self._clock = MediaClock()
+        # When the sender captured the audio being delivered (monotonic clock): for a
+        # tap that places it in time, such as the call recorder.
+        self.captured_at = 0.0
         self.frames_received = 0
         self.samples_out = 0
         self.sink_errors = 0
@@ -95,6 +101,7 @@ class InboundAudio:
             if not isinstance(frame, av.AudioFrame):
                 logger.warning("InboundAudio got a non-audio frame: %r", type(frame))
                 continue
+            self.captured_at = self._clock.captured_at(frame, time.monotonic())
             try:
                 pcm = self._resampler.resample(frame)
             except Exception:

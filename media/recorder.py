@@ -9,6 +9,9 @@ recorder's ``t0`` (``start()``), so the same offset in each means the same momen
   is missing, but a burst that only delivers late audio is not: the pad is the
   *smallest* lag seen over the next ``window_s`` of arrivals, so jitter and a loop
   that drains a backlog at once never insert silence;
+- a chunk may say when it was captured (the sender's media clock, see
+  media.clock): it is placed by that instead, so a sender that catches up slowly
+  after a stall (a busy loop) still inserts nothing, whatever the window;
 - if the audio runs ahead of the clock (a sender clock a little fast), quiet chunks
   are shortened until it is back within ``ahead_s`` (trimming silence is harmless, so
   this bound is tighter than the one for inserting it);
@@ -55,8 +58,9 @@ class Aligner:
     """Places PCM chunks on a timeline that starts at ``t0``, from their arrival times.
 
     Pure bookkeeping (no I/O, clock passed in). ``at`` is when a chunk's last sample
-    arrived. A chunk is placed once ``window_s`` of later arrivals are known
-    (``pull``), or at ``finish``.
+    arrived, ``captured_at`` (default ``at``) when the sender captured it, on our
+    clock. A chunk is placed by its capture time once ``window_s`` of later arrivals
+    are known (``pull``), or at ``finish``; ``position_at`` maps arrival times.
     """
 
     def __init__(self, rate: int, t0: float, *, tolerance_s: float = 0.12,
@@ -70,15 +74,15 @@ class Aligner:
         self.padded = 0
         self.dropped = 0
         self._started = False
-        self._pending: deque[tuple[Pcm, float]] = deque()
+        self._pending: deque[tuple[Pcm, float, float]] = deque()
         # Where each placed chunk landed, by arrival: maps a moment to the recording.
         self._arrivals = array("d")
         self._starts = array("q")
         self._ends = array("q")
 
-    def push(self, pcm: Pcm, at: float) -> None:
+    def push(self, pcm: Pcm, at: float, captured_at: float | None = None) -> None:
         if pcm.size:
-            self._pending.append((pcm, at))
+            self._pending.append((pcm, at, at if captured_at is None else captured_at))
 
     def pull(self, now: float) -> list[Pcm]:
         """Pieces (audio or silence) ready to encode, for chunks older than the window."""
@@ -101,17 +105,17 @@ class Aligner:
         return round((at - self.t0) * self.rate)
 
     def _place_head(self, out: list[Pcm]) -> None:
-        pcm, at = self._pending[0]
-        # Lag of each chunk in the window if nothing were inserted: its arrival time on
+        pcm, at, _ = self._pending[0]
+        # Lag of each chunk in the window if nothing were inserted: its capture time on
         # the timeline minus where its last sample would land. The smallest lag is
         # what is really missing; a burst of late-but-delivered audio brings it to ~0.
         end = self.position
         lag: int | None = None
-        for chunk, arrived in self._pending:
+        for chunk, arrived, captured in self._pending:
             if arrived > at + self.window_s:
                 break
             end += chunk.size
-            behind = self._target(arrived) - end
+            behind = self._target(captured) - end
             lag = behind if lag is None else min(lag, behind)
         assert lag is not None
         self._pending.popleft()
@@ -232,8 +236,8 @@ class TrackRecorder:
         except Exception as exc:
             self._fail("open", exc)
 
-    def push(self, pcm: Pcm, at: float) -> None:
-        self.aligner.push(pcm, at)
+    def push(self, pcm: Pcm, at: float, captured_at: float | None) -> None:
+        self.aligner.push(pcm, at, captured_at)
 
     def pull(self, now: float) -> None:
         self._write(self.aligner.pull(now))
@@ -293,7 +297,7 @@ class _Stop:
     at: float
 
 
-_Item = tuple[int, Pcm, float] | _Stop
+_Item = tuple[int, Pcm, float, float | None] | _Stop
 
 _USER, _AGENT = 0, 1
 _TRACKS = ("user", "agent")
@@ -370,19 +374,19 @@ class CallRecorder:
             return round(aligner.position_at(at) * 1000 / aligner.rate)
         return max(0, round((at - self.t0) * 1000))
 
-    def user_audio(self, pcm: Pcm) -> None:
-        self._put(_USER, pcm)
+    def user_audio(self, pcm: Pcm, captured_at: float | None = None) -> None:
+        self._put(_USER, pcm, captured_at)
 
     def agent_audio(self, pcm: Pcm) -> None:
-        self._put(_AGENT, pcm)
+        self._put(_AGENT, pcm, None)
 
-    def _put(self, track: int, pcm: Pcm) -> None:
+    def _put(self, track: int, pcm: Pcm, captured_at: float | None) -> None:
         if self._closed or self._t0 is None:
             return
         try:
             # A copy: the producer may reuse its buffer.
             self._queue.put_nowait((track, np.array(pcm, dtype=np.int16).reshape(-1),
-                                    self._clock()))
+                                    self._clock(), captured_at))
         except queue.Full:
             # The arrival times of later chunks still say how much is missing.
             self.dropped_chunks += 1
@@ -480,8 +484,8 @@ class CallRecorder:
                 if isinstance(entry, _Stop):
                     stop = entry
                 else:
-                    track, pcm, at = entry
-                    self._tracks[track].push(pcm, at)
+                    track, pcm, at, captured_at = entry
+                    self._tracks[track].push(pcm, at, captured_at)
             if stop is not None:
                 for recorder in self._tracks:
                     recorder.finish(stop.at)

@@ -143,6 +143,34 @@ def test_a_stall_that_delivers_its_backlog_late_is_not_padded() -> None:
     assert np.abs(err).max() <= 1.0
 
 
+def test_a_slow_catch_up_is_padded_by_arrival_but_not_by_capture_time() -> None:
+    """A sender whose loop stalled 500 ms, then catches up at only 1.1x real time: for
+    more than the window, every arrival looks late."""
+    chunks: list[tuple[npt.NDArray[np.int16], float, float]] = []
+    t = T0
+    for k in range(400):
+        captured = T0 + 0.02 * (k + 1)
+        t = captured + 0.5 if k == 100 else max(captured, t + 0.02 / 1.1)
+        chunks.append((marker(k), t, captured))
+
+    by_arrival = Aligner(RATE, T0)
+    run(by_arrival, [(pcm, at) for pcm, at, _ in chunks], end_at=T0 + 9.0)
+    assert by_arrival.padded > 0.2 * RATE  # silence in the middle of the speech
+
+    by_capture = Aligner(RATE, T0)
+    pieces: list[npt.NDArray[np.int16]] = []
+    for pcm, at, captured in chunks:
+        by_capture.push(pcm, at, captured)
+        pieces.extend(by_capture.pull(at))
+    pieces.extend(by_capture.finish(T0 + 9.0))
+    found = marker_positions(pieces)
+    assert by_capture.padded == round(1.0 * RATE)  # only the tail, after the last chunk
+    assert all(found[k] - found[k - 1] == CHUNK for k in range(1, 400))
+    assert found[0] == CHUNK
+    # A moment still maps to where its chunk landed: by arrival.
+    assert by_capture.position_at(chunks[150][1] + 1e-6) == 151 * CHUNK
+
+
 def test_a_moment_maps_to_where_its_chunk_landed_even_in_a_burst() -> None:
     aligner = Aligner(RATE, T0)
     arrivals = []
