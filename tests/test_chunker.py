@@ -620,3 +620,32 @@ def test_the_chunker_never_ends_a_chunk_on_an_abbreviation() -> None:
     chunker = SentenceChunker()
     chunks = chunker.push("Dr. Smith measured 3.5 liters, then left. ") + chunker.flush()
     assert [ends_sentence(c) for c in chunks] == [False, True]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("L'Alma: Paris, France. It is lovely.", ["Paris, France.", "It is lovely."]),
+    ("Assistant: Hello there!", ["Hello there!"]),
+    ("Voice assistant: Sure thing, I can help.", ["Sure thing, I can help."]),
+    ("**Assistant:** Hello there!", ["Hello there!"]),
+    # Openings that mean something stay, and so does a colon that is not a tag.
+    ("Here's why: the sky scatters blue light.", ["Here's why: the sky scatters blue light."]),
+    ("The answer: forty-two.", ["The answer: forty-two."]),
+    ("Yes: absolutely.", ["Yes: absolutely."]),
+    ("You need:\n- flour\n", ["You need:", "flour"]),
+    ("At 12:30 the museum opens.", ["At 12:30 the museum opens."]),
+    ("Paris is the capital of France.", ["Paris is the capital of France."]),
+    ("Three small words: and then the rest.", ["Three small words:", "and then the rest."]),
+])
+def test_a_speaker_tag_opening_the_reply_is_not_spoken(text: str, expected: list[str]) -> None:
+    assert chunk(text) == expected
+    for split in (split_chars, split_words, split_llm_like):
+        assert feed(split(text)) == expected, split
+
+
+def test_a_speaker_tag_is_only_dropped_at_the_start_of_a_reply() -> None:
+    c = SentenceChunker()
+    assert c.push("Sure, Paris is lovely in spring. ") == ["Sure, Paris is lovely in spring."]
+    assert c.push("Assistant: it rains in April.") == []
+    assert c.flush() == ["Assistant: it rains in April."]
+    # The next reply (after flush) is checked again.
+    assert feed(["Assistant", ":", " Hi", " there", "."]) == ["Hi there."]

@@ -179,6 +179,15 @@ async def _answer(llm: FakeLlm, config: ConversationConfig = CONFIG
     return end, tts, h.conversation.history
 
 
+async def test_a_speaker_tag_opening_the_reply_is_not_spoken() -> None:
+    llm = FakeLlm(reply="L'Alma: Paris is the capital of France.", token_delay_s=0.001)
+    end, tts, history = await _answer(llm)
+    assert tts.texts == ["Paris is the capital of France."]
+    assert end["spoken_text"] == "Paris is the capital of France."
+    # The history keeps the model's own words: llama.cpp finds them in its KV cache.
+    assert history.exchanges[0].agent == llm.reply
+
+
 async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
     llm = FakeLlm(reply="I am sorry for that. I can help with tea. I am sorry for that. "
                         "I am sorry for that. I am sorry for that.", token_delay_s=0.001)

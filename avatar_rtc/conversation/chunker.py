@@ -94,6 +94,15 @@ _ABBREV_END_UNLESS_NUMBER = frozenset(
         "sept", "oct", "nov", "dec",
     }
 )  # fmt: skip
+# A small model sometimes opens its reply with a speaker tag ("L'Alma:", "Assistant:"),
+# which TTS would read out. One or two name-like words and a colon, at the very start.
+_SPEAKER_LABEL = re.compile(r"[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*)?:(?= )")
+_SPEAKER_LABEL_SO_FAR = re.compile(r"[^\W\d_][\w'’-]*(?: (?:[^\W\d_][\w'’-]*)?)?:?")
+# ... but not an opening that means something: "Here's why: ...", "The answer: ...".
+_NOT_SPEAKERS = frozenset({"here", "here's", "heres", "yes", "no", "so", "well", "why",
+                           "but", "and", "because", "then", "now", "remember", "the", "a",
+                           "an", "my", "our", "your", "this", "that", "it", "i", "you",
+                           "we", "they", "he", "she", "there", "what", "how"})
 _DOTTED_INITIALS = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _LEADING_NON_WORD = re.compile(r"^[\W_]+")
 
@@ -377,12 +386,15 @@ class SentenceChunker:
         self._pos = 0  # every position before this one is decided "no break"
         self._pos_weight = 0  # weighted length of _buf[:_pos]
         self._first = True  # no chunk emitted yet in this stream
+        self._label_checked = False  # the stream's start was checked for a speaker tag
 
     def push(self, text: str) -> list[str]:
         """Feed a token/delta; return the chunks it completed."""
         if not text:
             return []
         self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.feed(text))
+        if not self._label_checked and not self._strip_speaker_label(final=False):
+            return []
         return self._scan(final=False)
 
     def flush(self, *, drop_fragment: bool = False) -> list[str]:
@@ -392,6 +404,8 @@ class SentenceChunker:
         the last chunk is an unfinished sentence; it is dropped, unless the stream made
         no chunk at all (a fragment beats silence)."""
         self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.finish())
+        if not self._label_checked:
+            self._strip_speaker_label(final=True)
         out = self._scan(final=True)
         if not drop_fragment or self._first:  # (_emit clears _first)
             self._emit(self._buf, out)
@@ -406,6 +420,22 @@ class SentenceChunker:
         self._pos = 0
         self._pos_weight = 0
         self._first = True
+        self._label_checked = False
+
+    def _strip_speaker_label(self, final: bool) -> bool:
+        """Drops a speaker tag that opens the stream; False while the text so far could
+        still turn out to be one (nothing is scanned until then: a few tokens)."""
+        text = self._buf + ("" if final else self._tail)
+        label = _SPEAKER_LABEL.match(text)
+        if label is not None and label.group().split()[0].rstrip(":").lower() not in _NOT_SPEAKERS:
+            self._buf = self._buf[label.end():].lstrip()
+            if not self._buf:
+                self._tail = ""
+        elif not final and len(text) <= 32 and (
+                not self._buf or _SPEAKER_LABEL_SO_FAR.fullmatch(text)):
+            return False
+        self._label_checked = True
+        return True
 
     # -- scanning ------------------------------------------------------------------
 
