@@ -105,6 +105,10 @@ async def test_a_stalled_loop_delays_arrival_but_not_capture_times_over_real_rtp
     arrivals = np.array([a for a, _ in played])
     captures = np.array([c for _, c in played])
     assert np.diff(arrivals).max() >= 0.35  # the stall shows in the arrivals ...
+    # ... not in the stream: no capture time jumps more than a frame ahead of the last
+    # one. (A step may be shorter: a frame that came faster than all before it moves
+    # the anchor back by that much.)
     steps = np.diff(captures)
-    assert steps.max() <= 0.021 and steps.min() >= 0.019, steps  # ... not in the stream
+    assert steps.max() <= 0.021, steps
+    assert abs(captures[-1] - captures[0] - 0.02 * steps.size) <= 0.1
     assert (captures <= arrivals + 1e-6).all()
