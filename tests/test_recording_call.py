@@ -7,12 +7,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from avatar_rtc.app import STATE, create_app
-from avatar_rtc.caller import Caller
+from avatar_rtc.caller import Caller, MicrophoneTrack
 from avatar_rtc.storage import CallRecord, Store, TurnRecord, default_url
 from tests.conftest import LiveServer
 from tests.fake_server import ClientFactory, base_url, settings_for
@@ -231,3 +232,48 @@ async def test_with_recording_off_no_files_and_no_paths(
     assert call.user_audio_path is None and call.agent_audio_path is None
     assert turns and turns[0].user_audio_start_ms is None
     assert not (tmp_path / "recordings").exists()
+
+
+class SlowCatchUpMic(MicrophoneTrack):
+    """A caller whose loop stalls 0.5 s mid-question, then sends only 1.1x real time
+    until it has caught up: every frame arrives late for about five seconds."""
+
+    def __init__(self, stall_at_s: float) -> None:
+        super().__init__()
+        self._stall_at = round(stall_at_s * 48000)
+        self._stalled = False
+
+    async def recv(self) -> av.AudioFrame:
+        if self._t0 is not None and self._sent >= self._stall_at:
+            behind = time.monotonic() - (self._t0 + self._sent / 48000)
+            if not self._stalled:
+                self._stalled = True
+                await asyncio.sleep(0.5)
+            elif behind > 0:
+                await asyncio.sleep(0.02 / 1.1)
+        return await super().recv()
+
+
+async def test_a_caller_that_catches_up_slowly_is_recorded_without_a_gap(
+    aiohttp_client: ClientFactory, tmp_path: Path
+) -> None:
+    app = create_app(settings_for(tmp_path), backends=fake_backends())
+    client = await aiohttp_client(app)
+    await asyncio.wait_for(app[STATE].ready.wait(), 10)
+    caller = Caller(base_url(client))
+    caller.mic = SlowCatchUpMic(stall_at_s=1.5)
+    await caller.connect()
+    said = caller.say(np.concatenate([np.zeros(48000, np.int16), tone(1.5, 48000),
+                                      np.zeros(4 * 48000, np.int16)]), 48000)
+    await said.done.wait()
+    await caller.close()
+    store = app[STATE].store
+    assert store is not None and caller.session_id is not None
+    call, _ = await stored_recording(store, caller.session_id)
+
+    assert call.user_audio_path
+    _, rate, user = decode(tmp_path / call.user_audio_path)
+    spoken = voiced_frames(user, rate)
+    # One unbroken 1.5 s tone, as sent: by arrival, ~0.3 s of silence split it.
+    assert spoken.size and np.diff(spoken).max() == 1, np.flatnonzero(np.diff(spoken) > 1)
+    assert abs((spoken[-1] - spoken[0] + 1) * 0.02 - 1.5) <= 0.06
