@@ -634,6 +634,7 @@ def test_the_chunker_never_ends_a_chunk_on_an_abbreviation() -> None:
     ("You need:\n- flour\n", ["You need:", "flour"]),
     ("At 12:30 the museum opens.", ["At 12:30 the museum opens."]),
     ("Paris is the capital of France.", ["Paris is the capital of France."]),
+    ("巴黎是法国的首都。", ["巴黎是法国的首都。"]),
     ("Three small words: and then the rest.", ["Three small words:", "and then the rest."]),
 ])
 def test_a_speaker_tag_opening_the_reply_is_not_spoken(text: str, expected: list[str]) -> None:

@@ -431,8 +431,8 @@ class SentenceChunker:
             self._buf = self._buf[label.end():].lstrip()
             if not self._buf:
                 self._tail = ""
-        elif not final and len(text) <= 32 and (
-                not self._buf or _SPEAKER_LABEL_SO_FAR.fullmatch(text)):
+        elif not final and len(text) <= 24 and (not self._buf or (
+                _SPEAKER_LABEL_SO_FAR.fullmatch(text) and not any(map(_is_wide, text)))):
             return False
         self._label_checked = True
         return True
