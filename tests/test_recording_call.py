@@ -274,6 +274,6 @@ async def test_a_caller_that_catches_up_slowly_is_recorded_without_a_gap(
     assert call.user_audio_path
     _, rate, user = decode(tmp_path / call.user_audio_path)
     spoken = voiced_frames(user, rate)
-    # One unbroken 1.5 s tone, as sent: by arrival, ~0.3 s of silence split it.
+    # One unbroken 1.5 s tone, as sent (placed by arrival, 480 ms of silence split it).
     assert spoken.size and np.diff(spoken).max() == 1, np.flatnonzero(np.diff(spoken) > 1)
     assert abs((spoken[-1] - spoken[0] + 1) * 0.02 - 1.5) <= 0.06
