@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatar_rtc.caller import Caller
+from avatar_rtc.caller import Caller, Utterance
 from avatar_rtc.conversation.chunker import SentenceChunker, ends_sentence
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, storyteller
 from tests.speech import speak, with_silence, word_error_rate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -59,19 +59,19 @@ async def test_a_spoken_question_is_transcribed_stored_and_answered(
         assert key in stored["timings"], key
 
 
+async def ask_for_a_story(caller: Caller) -> Utterance:
+    ask = caller.say(with_silence(speak("Tell me a story about a brave dragon."),
+                                  48000, 0.3, 0.0), 48000)
+    await ask.done.wait()
+    return ask
+
+
 async def test_talking_over_the_agent_stops_it_and_stores_the_cut_turn(
     start_server: Callable[..., LiveServer],
 ) -> None:
-    server = start_server(
-        llm__system_prompt="You are a storyteller. Always answer with a long story of at "
-        "least ten sentences.",
-        llm__max_tokens=200,
-        llm__max_sentences=0,
-    )
+    server = storyteller(start_server, max_sentences=0)
     async with Caller(server.url) as caller:
-        ask = caller.say(with_silence(speak("Tell me a story about a brave dragon."),
-                                      48000, 0.3, 0.0), 48000)
-        await ask.done.wait()
+        ask = await ask_for_a_story(caller)
         assert ask.speech_end_at is not None
         started = await caller.wait_agent_audio(after=ask.speech_end_at, timeout_s=30)
         await asyncio.sleep(1.5)  # the agent is mid-story
@@ -96,16 +96,9 @@ async def test_a_long_answer_ends_after_max_sentences_with_the_real_models(
 ) -> None:
     """SmolLM2 told to tell a long story stops after two spoken sentences; the stored
     turn holds exactly what was said."""
-    server = start_server(
-        llm__system_prompt="You are a storyteller. Always answer with a long story of at "
-        "least ten sentences.",
-        llm__max_tokens=200,
-        llm__max_sentences=2,
-    )
+    server = storyteller(start_server, max_sentences=2)
     async with Caller(server.url) as caller:
-        ask = caller.say(with_silence(speak("Tell me a story about a brave dragon."),
-                                      48000, 0.3, 0.0), 48000)
-        await ask.done.wait()
+        await ask_for_a_story(caller)
         end = await caller.wait_event("turn_end", timeout_s=90)
     assert not end["interrupted"]
     spoken = end["spoken_text"]

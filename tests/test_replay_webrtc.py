@@ -21,7 +21,7 @@ from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.summary import render, summarize
 from avatar_rtc.replay.timeline import Timeline
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, storyteller
 from tests.replay_audio import encode
 from tests.speech import speak, word_error_rate
 
@@ -136,12 +136,7 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
 def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     start_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    server = start_server(
-        llm__system_prompt="You are a storyteller. Always answer with a long story of at "
-        "least ten sentences.",
-        llm__max_tokens=80,  # a story of ~20 s
-        llm__max_sentences=0,
-    )
+    server = storyteller(start_server, max_sentences=0, max_tokens=80)  # a story of ~20 s
     ask = encode(tmp_path / "ask.wav", speak("Tell me a story about a brave dragon."), 48000)
     stop = encode(tmp_path / "stop.ogg", speak("Stop, stop. Wait a moment please."), 48000)
     out = tmp_path / "run"

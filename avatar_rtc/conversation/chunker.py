@@ -96,8 +96,9 @@ _ABBREV_END_UNLESS_NUMBER = frozenset(
 )  # fmt: skip
 # A small model sometimes opens its reply with a speaker tag ("L'Alma:", "Assistant:"),
 # which TTS would read out. One or two name-like words and a colon, at the very start.
-_SPEAKER_LABEL = re.compile(r"[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*)?:(?= )")
-_SPEAKER_LABEL_SO_FAR = re.compile(r"[^\W\d_][\w'’-]*(?: (?:[^\W\d_][\w'’-]*)?)?:?")
+_NAME = r"[^\W\d_][\w'’-]*"
+_SPEAKER_LABEL = re.compile(rf"(?P<first>{_NAME})(?: {_NAME})?:(?= )")
+_SPEAKER_LABEL_SO_FAR = re.compile(rf"{_NAME}(?: (?:{_NAME})?)?:?")  # could become one
 # ... but not an opening that means something: "Here's why: ...", "The answer: ...".
 _NOT_SPEAKERS = frozenset({"here", "here's", "heres", "yes", "no", "so", "well", "why",
                            "but", "and", "because", "then", "now", "remember", "the", "a",
@@ -427,12 +428,14 @@ class SentenceChunker:
         still turn out to be one (nothing is scanned until then: a few tokens)."""
         text = self._buf + ("" if final else self._tail)
         label = _SPEAKER_LABEL.match(text)
-        if label is not None and label.group().split()[0].rstrip(":").lower() not in _NOT_SPEAKERS:
+        if label is not None and label["first"].lower() not in _NOT_SPEAKERS:
             self._buf = self._buf[label.end():].lstrip()
             if not self._buf:
                 self._tail = ""
-        elif not final and len(text) <= 24 and (not self._buf or (
-                _SPEAKER_LABEL_SO_FAR.fullmatch(text) and not any(map(_is_wide, text)))):
+        elif not final and not self._buf:
+            return False  # nothing yet (a markdown marker held back, say)
+        elif (not final and len(text) <= 24 and _SPEAKER_LABEL_SO_FAR.fullmatch(text)
+                and not any(map(_is_wide, text))):
             return False
         self._label_checked = True
         return True
