@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
+from avatar_rtc.backends import llm_llamacpp
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm
+from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm, packaged_model
 from avatar_rtc.backends.threads import ThreadChoice
 from avatar_rtc.conversation.chunker import SentenceChunker
 from avatar_rtc.settings import DEFAULT_SYSTEM_PROMPT
@@ -112,7 +113,7 @@ async def test_a_new_question_does_not_wait_for_a_long_reply(llm: LlamaCppLlm) -
         story = asyncio.create_task(run("story", _ask("Tell me a very long story.")))
         while len(order) < 5:  # noqa: ASYNC110 - tokens arrive from the model thread
             await asyncio.sleep(0.01)
-        await run("question", _ask("Say yes."))
+        await run("question", _ask("What is the capital of France?"))  # a short reply
         story_done = story.done()
         await story
     finally:
@@ -145,6 +146,53 @@ async def test_a_held_gate_pauses_only_its_own_reply(llm: LlamaCppLlm) -> None:
 async def test_a_missing_model_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(BackendError, match="GGUF model not found"):
         LlamaCppLlm(str(tmp_path / "nope.gguf"))
+
+
+async def test_the_packaged_model_converted_to_q8_0_answers_as_shipped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    q8 = LlamaCppLlm(max_tokens=12, temperature=0.0, max_contexts=1, cache_dir=tmp_path)
+    q4 = LlamaCppLlm(max_tokens=12, temperature=0.0, max_contexts=1, weights="q4_1")
+    try:
+        assert q8._vocab.metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
+        assert q4._vocab.metadata["general.file_type"] == "3"  # Q4_1, as shipped
+        assert q8.name.endswith("Q8_0") and q4.name.endswith("Q4_1")
+        # Greedy replies open with the same words. (Converted to Q4_0 alike, the
+        # model says "The weather usually likes in spring." and "A spider's legs are
+        # four legs".)
+        for question in ("What is the weather usually like in spring?",
+                         "How many legs does a spider have?",
+                         "What is the largest ocean on Earth?",
+                         "What do bees make?"):
+            messages = [ChatMessage("system", DEFAULT_SYSTEM_PROMPT), ChatMessage("user", question)]
+            said = [(await _reply(llm, messages)).split()[:6] for llm in (q8, q4)]
+            assert said[0] == said[1], question
+    finally:
+        await q8.aclose()
+        await q4.aclose()
+
+
+def test_the_conversion_is_made_once_and_again_for_a_new_package(  # type: ignore[no-untyped-def]
+        tmp_path, monkeypatch) -> None:
+    first = packaged_model("q8_0", tmp_path)
+    made = first.stat().st_mtime_ns
+    assert packaged_model("q8_0", tmp_path) == first and first.stat().st_mtime_ns == made
+    # Another version of the package (here: the same file, touched) is converted again
+    # and the copy of the old one goes.
+    shipped = tmp_path / "shipped" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    shipped.parent.mkdir()
+    shipped.write_bytes(llm_llamacpp.packaged_model_path().read_bytes())
+    monkeypatch.setattr(llm_llamacpp, "packaged_model_path", lambda: shipped)
+    second = packaged_model("q8_0", tmp_path)
+    assert second != first and second.is_file() and not first.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([second.name, "shipped"])
+
+
+def test_weights_that_cannot_be_made_are_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(BackendError, match=r"cannot write the q8_0 weights.*llm\.weights=q4_1"):
+        LlamaCppLlm(cache_dir=blocked / "models")
+    with pytest.raises(BackendError, match=r"llm\.weights: one of q8_0, q4_1"):
+        LlamaCppLlm(weights="q2")
 
 
 def _count_evaluated(llm: LlamaCppLlm) -> list[int]:

@@ -368,6 +368,7 @@ def test_unknown_cli_flag_is_an_argparse_error(capsys: pytest.CaptureFixture[str
         ({"AVATAR_TTS_SPEED": "5"}, "tts.speed must be 0.25-4"),
         ({"AVATAR_TTS_SPEAK_AHEAD_S": "-1"}, "tts.speak_ahead_s must be >= 0"),
         ({"AVATAR_LLM_MAX_SENTENCES": "-1"}, "llm.max_sentences must be >= 0"),
+        ({"AVATAR_LLM_WEIGHTS": "q4_0"}, "llm.weights: q8_0 or q4_1"),
         ({"AVATAR_LOG_LEVEL": "LOUD"}, "log.level: one of"),
     ],
 )

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu_times, steal_share  # tools/bench.py, beside this script
 
-from avatar_rtc.backends.llm_llamacpp import packaged_model_path
+from avatar_rtc.backends.llm_llamacpp import packaged_model
 from avatar_rtc.backends.threads import ThreadChoice
 
 
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     from llama_cpp import Llama
 
-    llama = Llama(model_path=str(packaged_model_path()), n_threads=2, n_threads_batch=2,
+    llama = Llama(model_path=str(packaged_model()), n_threads=2, n_threads_batch=2,
                   n_ctx=1024, verbose=False)
     for busy in args.busy:
         spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(busy)]

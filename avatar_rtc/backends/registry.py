@@ -95,6 +95,8 @@ def _build(settings: Settings) -> Backends:
             # One KV cache per call in flight, so no call evicts another's.
             max_contexts=settings.server.max_calls,
             cpu=cpu,
+            weights=settings.llm.weights,
+            cache_dir=data_dir / "models",
         )
     tts, status = build_tts(settings, cpu)
     admission = Admission(
