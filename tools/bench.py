@@ -125,10 +125,20 @@ class ProcessStats:
         return (int(fields[11]) + int(fields[12])) / self.tick
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return self._kb(f"/proc/{self.pid}/status", "VmRSS:") / 1024
+
+    def pss_mb(self) -> float:
+        """Memory the process really holds: RSS counts a file page once per mapping, and
+        llama.cpp maps the model file once per context (five with four calls)."""
+        return self._kb(f"/proc/{self.pid}/smaps_rollup", "Pss:") / 1024
+
+    @staticmethod
+    def _kb(path: str, key: str) -> int:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return 0
+        return next((int(line.split()[1]) for line in lines if line.startswith(key)), 0)
 
 
 CpuTimes = tuple[int, int, int]
@@ -433,6 +443,7 @@ def main() -> int:
                 extra["server_cpu_core_per_call"] = round(
                     (stats.cpu_s() - cpu0) / wall / callers, 3)
                 extra["server_rss_mb"] = round(stats.rss_mb(), 1)
+                extra["server_pss_mb"] = round(stats.pss_mb(), 1)
                 extra["server_rss_growth_mb_per_call"] = round(
                     (stats.rss_mb() - rss0) / callers, 1)
             print_report(f"{callers} caller(s), {args.label}", summary, extra)
