@@ -643,6 +643,18 @@ def test_a_speaker_tag_opening_the_reply_is_not_spoken(text: str, expected: list
         assert feed(split(text)) == expected, split
 
 
+def test_the_chunker_tells_which_speaker_tag_it_dropped() -> None:
+    c = SentenceChunker()
+    for token in ["**L", "'Al", "ma", ":**", " Paris", ", France."]:
+        c.push(token)
+    c.flush()
+    assert c.speaker_tag == "L'Alma:"
+    c.push("Here's why: the sky scatters blue light.")
+    assert c.speaker_tag == ""  # the next reply opens with no tag
+    c.flush()
+    assert c.speaker_tag == ""
+
+
 def test_a_speaker_tag_is_only_dropped_at_the_start_of_a_reply() -> None:
     c = SentenceChunker()
     assert c.push("Sure, Paris is lovely in spring. ") == ["Sure, Paris is lovely in spring."]

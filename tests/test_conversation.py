@@ -184,8 +184,17 @@ async def test_a_speaker_tag_opening_the_reply_is_not_spoken() -> None:
     end, tts, history = await _answer(llm)
     assert tts.texts == ["Paris is the capital of France."]
     assert end["spoken_text"] == "Paris is the capital of France."
-    # The history keeps the model's own words: llama.cpp finds them in its KV cache.
-    assert history.exchanges[0].agent == llm.reply
+    # Nor does the history keep the tag: the model would read it back and take it up.
+    assert history.exchanges[0].agent == end["reply_text"] == end["spoken_text"]
+
+
+async def test_a_reply_without_a_speaker_tag_goes_into_the_history_as_the_model_wrote_it(
+        ) -> None:
+    llm = FakeLlm(reply="Here's why: the **sky** scatters blue light.", token_delay_s=0.001)
+    end, tts, history = await _answer(llm)
+    assert tts.texts == ["Here's why: the sky scatters blue light."]
+    # Its own words, markdown included: llama.cpp finds them in its KV cache.
+    assert history.exchanges[0].agent == end["reply_text"].strip() == llm.reply
 
 
 async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:

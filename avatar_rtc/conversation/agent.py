@@ -376,6 +376,11 @@ class Conversation:
             log.info("turn %s: the reply was cut short; its last, unfinished "
                      "sentence is not spoken", turn.id)
             turn.reply_text = turn.chunk_text
+        elif chunker.speaker_tag:
+            # Nor a speaker tag: a small model that reads its own "L'Alma:" in the
+            # history takes it up as a persona and drifts (a bench call answered six
+            # questions in a row with "L'Alma: The Moon: A Tale of Two Cities").
+            turn.reply_text = turn.chunk_text
 
     async def _say(self, turn: Turn, text: str) -> bool:
         """Speaks the reply's next chunk; False ends the reply, and the history keeps
@@ -488,8 +493,9 @@ class Conversation:
             if turn.index < 0:
                 turn.index = self._turn_count
                 self._turn_count += 1
-            # A reply heard in full goes back in the model's own words, so llama.cpp
-            # finds it in its KV cache and evaluates only the new user turn.
+            # A reply heard in full goes back in the model's own words (less a speaker
+            # tag), so llama.cpp finds it in its KV cache and evaluates only the new
+            # user turn.
             self._history.add(turn.user_text, spoken if cut else turn.reply_text.strip(),
                               interrupted=cut)
             self._emit(

@@ -388,6 +388,7 @@ class SentenceChunker:
         self._pos_weight = 0  # weighted length of _buf[:_pos]
         self._first = True  # no chunk emitted yet in this stream
         self._label_checked = False  # the stream's start was checked for a speaker tag
+        self.speaker_tag = ""  # the tag dropped from the start of the last stream
 
     def push(self, text: str) -> list[str]:
         """Feed a token/delta; return the chunks it completed."""
@@ -428,7 +429,9 @@ class SentenceChunker:
         still turn out to be one (nothing is scanned until then: a few tokens)."""
         text = self._buf + ("" if final else self._tail)
         label = _SPEAKER_LABEL.match(text)
+        self.speaker_tag = ""
         if label is not None and label["first"].lower() not in _NOT_SPEAKERS:
+            self.speaker_tag = label[0]
             self._buf = self._buf[label.end():].lstrip()
             if not self._buf:
                 self._tail = ""
