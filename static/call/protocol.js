@@ -1,5 +1,5 @@
-// The data channel "events": one JSON object per message, named by its `type`
-// (documented with the server's HTTP API). The page never sends on it.
+// The server's data-channel protocol (the "events" channel): one JSON object per
+// message, named by its `type`, the same names the server uses. The page only listens.
 
 export const EVENT_TYPES = [
   "hello", // {session_id}
