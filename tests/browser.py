@@ -288,3 +288,67 @@ def console_log(driver: Any) -> list[str]:
         return [f"{e.get('level')}: {e.get('message')}" for e in driver.get_log("browser")]
     except Exception:  # not every driver supports the log endpoint
         return []
+
+
+# ------------------------------------------------------------- scripted call
+
+_FAKE_PEER_JS = """
+(() => {
+  const script = %s;
+  class FakeChannel extends EventTarget {
+    constructor() { super(); this.onmessage = null; }
+    send() {}
+    close() {}
+    emit(msg) { this.onmessage(new MessageEvent("message", { data: JSON.stringify(msg) })); }
+  }
+  class FakePeer extends EventTarget {
+    constructor() {
+      super();
+      this.connectionState = "new";
+      this.iceConnectionState = "new";
+      this.iceGatheringState = "complete";
+      this.localDescription = null;
+      this.channel = null;
+    }
+    createDataChannel() { this.channel = new FakeChannel(); return this.channel; }
+    addTransceiver() {}
+    getSenders() { return []; }
+    async createOffer() { return { type: "offer", sdp: "v=0\\r\\n" }; }
+    async setLocalDescription(d) { this.localDescription = d; }
+    async setRemoteDescription() {
+      setTimeout(() => {
+        for (const [key, event] of [["iceConnectionState", "iceconnectionstatechange"],
+                                    ["connectionState", "connectionstatechange"]]) {
+          this[key] = "connected";
+          this.dispatchEvent(new Event(event));
+        }
+        let i = 0;
+        const next = () => {
+          if (i >= script.length || this.connectionState === "closed") return;
+          this.channel.emit(script[i++]);
+          setTimeout(next, 10);
+        };
+        next();
+      }, 10);
+    }
+    close() { this.connectionState = "closed"; this.iceConnectionState = "closed"; }
+  }
+  window.RTCPeerConnection = FakePeer;
+  // A silent oscillator stream in place of a capture device.
+  navigator.mediaDevices.getUserMedia = async () => {
+    const ctx = new AudioContext();
+    const dest = ctx.createMediaStreamDestination();
+    ctx.createOscillator().connect(dest);
+    return dest.stream;
+  };
+})();
+"""
+
+
+def script_call(driver: Any, events: Sequence[dict[str, Any]]) -> None:
+    """Before the next page load, swap RTCPeerConnection for a fake whose data channel
+    plays ``events`` once the answer is applied (POST /offer still goes to the server).
+    The page's own modules then run unchanged, without media or models."""
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": _FAKE_PEER_JS % json.dumps(events)}
+    )

@@ -7,10 +7,12 @@ the page shows the conversation and hangs up cleanly.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from tests.browser import (
     inbound_audio_stats,
     make_speech_wav,
     missing_tools,
+    script_call,
     wait_for_event,
     wait_until,
 )
@@ -158,7 +161,7 @@ def test_browser_call_round_trip(live_server: Any, tmp_path: Path) -> None:
     assert turns[0]["user_text"]
 
 
-# ------------------------------------------------------- mic denied (cheap)
+# --------------------------------------------- the page without models (cheap)
 
 
 class _StaticOnly(SimpleHTTPRequestHandler):
@@ -176,9 +179,25 @@ class _StaticOnly(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def static_only_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _StaticOnly)
+class _StaticAndOffer(_StaticOnly):
+    """Also answers POST /offer, for a page whose peer connection is scripted."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/offer":
+            self.send_error(404)
+            return
+        body = json.dumps({"type": "answer", "sdp": "v=0\r\n", "session_id": "s-1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def _serve(handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -187,6 +206,12 @@ def static_only_server() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def static_only_server() -> Iterator[str]:
+    with _serve(_StaticOnly) as url:
+        yield url
 
 
 @needs_browser
@@ -204,3 +229,72 @@ def test_browser_mic_denied_shows_message(static_only_server: str) -> None:
         while _text(driver, "call-button") != "Call" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _text(driver, "call-button") == "Call"
+
+
+TIMINGS = {"endpoint_ms": 212.4, "stt_ms": 88.1, "stt_done_ms": 301.5,
+           "llm_first_token_ms": 455.2, "first_chunk_ms": 512.9, "tts_first_audio_ms": 601.3,
+           "first_audio_sent_ms": 640.7}
+SCRIPT: list[dict[str, Any]] = [
+    {"type": "hello", "session_id": "s-1"},
+    {"type": "state", "state": "listening"},
+    {"type": "vad", "speaking": True},
+    {"type": "vad", "speaking": False},
+    {"type": "state", "state": "thinking"},
+    {"type": "user_transcript", "turn": 1, "text": "What is the capital of France?"},
+    {"type": "state", "state": "speaking"},
+    {"type": "agent_text", "turn": 1, "text": "Paris is the capital"},
+    {"type": "agent_text", "turn": 1, "text": "."},
+    {"type": "agent_text", "turn": 1, "text": "Of France."},
+    {"type": "timings", "turn": 1, "timings": TIMINGS},
+    {"type": "turn_end", "turn": 1, "interrupted": False,
+     "spoken_text": "Paris is the capital. Of France.", "reply_text": "Paris is the capital."},
+    {"type": "state", "state": "listening"},
+    {"type": "user_transcript", "turn": 2, "text": "Tell me a story."},
+    {"type": "agent_text", "turn": 2, "text": "Once upon a time,"},
+    {"type": "turn_end", "turn": 2, "interrupted": True, "spoken_text": "Once upon a time,",
+     "reply_text": "Once upon a time, there was a dragon."},
+    {"type": "bye", "reason": "idle timeout"},
+]
+
+
+@needs_browser
+@pytest.mark.browser
+def test_browser_page_renders_data_channel_events() -> None:
+    """Every event of the protocol reaches its view; every latency column has a label."""
+    from selenium.webdriver.common.by import By
+
+    with _serve(_StaticAndOffer) as url, chromium(None) as driver:
+        script_call(driver, SCRIPT)
+        driver.get(f"{url}/")
+        _click(driver, "call-button")
+        try:
+            state = wait_until(lambda: (s := call_state(driver))["endReason"] and s, timeout=10,
+                               what="the scripted call to end")
+        except TimeoutError as exc:
+            pytest.fail(f"{exc}\n{_diagnostics(driver)}")
+
+        assert state["events"] == SCRIPT
+        assert state["sessionId"] == "s-1" and _text(driver, "session-id") == "s-1"
+        assert state["endReason"] == "idle timeout" and state["inCall"] is False
+        assert state["state"] == "ended" and _text(driver, "agent-state-label") == "Call ended"
+        assert _text(driver, "message") == "The server ended the call: idle timeout"
+        assert _text(driver, "call-button") == "Call"
+
+        turns = driver.find_elements(By.CSS_SELECTOR, "#transcript > li.turn")
+        assert [t.get_attribute("data-turn") for t in turns] == ["1", "2"]
+        first_agent = turns[0].find_element(By.CSS_SELECTOR, ".bubble.agent")
+        assert "Paris is the capital. Of France." in first_agent.text
+        assert "voice-to-voice 641 ms" in first_agent.text
+        assert "What is the capital of France?" in turns[0].text
+        second_agent = turns[1].find_element(By.CSS_SELECTOR, ".bubble.agent")
+        badge = second_agent.find_element(By.CSS_SELECTOR, ".badge-interrupted")
+        assert badge.text == "interrupted"
+        assert "there was a dragon" not in second_agent.text
+
+        head = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#latency-head th")]
+        assert head == ["Turn", "Voice-to-voice", "Endpoint", "STT", "STT done",
+                        "LLM first token", "First chunk", "TTS first audio"]
+        row = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#latency-body tr > *")]
+        assert row == ["1", "641", "212", "88.1", "302", "455", "513", "601"]
+        log = console_log(driver)
+        assert not any("Uncaught" in e for e in log), log

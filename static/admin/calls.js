@@ -6,31 +6,18 @@ import {
   api,
   apiBlob,
   confirmAction,
-  duration,
   el,
   errorText,
-  fmtDate,
-  fmtMs,
-  fmtSeconds,
   playInto,
   renderPager,
   saveBlob,
   say,
   setupTokenBox,
 } from "/static/admin/api.js";
+import { duration, fmtDate, fmtMs, fmtSeconds } from "/static/shared/format.js";
+import { orderStages, stageLabel, V2V_KEY } from "/static/shared/timings.js";
 
 const PAGE_SIZE = 25;
-
-// The same stages and names as the call page's latency table.
-const TIMING_LABELS = {
-  endpoint_ms: "Endpoint",
-  stt_ms: "STT",
-  llm_first_token_ms: "LLM first token",
-  first_chunk_ms: "First chunk",
-  tts_first_audio_ms: "TTS first audio",
-  first_audio_sent_ms: "Voice-to-voice",
-};
-const V2V_KEY = "first_audio_sent_ms";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -265,20 +252,14 @@ function bubble(who, label, text, extra) {
 }
 
 function timingTable(timings) {
-  const keys = Object.keys(timings || {}).filter((k) => typeof timings[k] === "number");
+  const keys = orderStages(Object.keys(timings || {}).filter((k) => typeof timings[k] === "number"));
   if (!keys.length) return el("p", { class: "hint" }, "No timings recorded.");
-  const order = Object.keys(TIMING_LABELS);
-  keys.sort((a, b) => {
-    const ia = order.indexOf(a);
-    const ib = order.indexOf(b);
-    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
-  });
   const max = Math.max(1, ...keys.map((k) => timings[k]));
   const rows = keys.map((k) => {
     const bar = el("span", { class: "bar", "aria-hidden": "true" });
     bar.style.width = `${Math.max(1, (timings[k] / max) * 100)}%`;
     return el("tr", { class: k === V2V_KEY ? "v2v" : null, dataset: { stage: k } },
-      el("th", { scope: "row", title: k }, TIMING_LABELS[k] || k.replace(/_ms$/, "").replace(/_/g, " ")),
+      el("th", { scope: "row", title: k }, stageLabel(k)),
       el("td", { class: "bar-cell" }, el("span", { class: "bar-track" }, bar)),
       el("td", { class: "num" }, `${fmtMs(timings[k])} ms`));
   });

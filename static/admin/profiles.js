@@ -5,14 +5,13 @@ import {
   confirmAction,
   el,
   errorText,
-  fmtDate,
-  fmtSeconds,
   playInto,
   renderPager,
   say,
   setupTokenBox,
   upload,
 } from "/static/admin/api.js";
+import { fmtDate, fmtSeconds } from "/static/shared/format.js";
 
 const PAGE_SIZE = 20;
 const SAMPLE_TEXT = "Hello! This is how this voice sounds.";
