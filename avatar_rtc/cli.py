@@ -1,4 +1,4 @@
-"""`avatar-rtc` command line: serve, replay, backup, restore."""
+"""`avatar-rtc` command line: serve, replay, backup, restore, config-docs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from avatar_rtc import settings as settings_mod
 from avatar_rtc.logs import setup_logging
+from avatar_rtc.settings.reference import DOC_PATH, render
 
 log = logging.getLogger("avatar_rtc")
 
@@ -64,10 +65,20 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_docs(args: argparse.Namespace) -> int:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(render(), encoding="utf-8")
+    print(f"written: {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatar-rtc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the voice agent server")
+    serve = commands.add_parser(
+        "serve", help="run the voice agent server",
+        description="Runs the voice agent server. --host and --port are short for "
+        "--server-host and --server-port; docs/configuration.md describes every setting.")
     settings_mod.add_arguments(serve)
     serve.set_defaults(run=_serve)
     # Everything after `replay` is the replay tool's own command line (it has its own
@@ -93,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="replace the database and files of a non-empty data dir")
     settings_mod.add_arguments(restore)
     restore.set_defaults(run=_restore)
+    docs = commands.add_parser(
+        "config-docs", help="write the configuration reference (docs/configuration.md)",
+        description="Writes the reference of every setting, from the settings themselves.")
+    docs.add_argument("--output", type=Path, default=Path(DOC_PATH),
+                      help=f"the Markdown file to write (default: {DOC_PATH})")
+    docs.set_defaults(run=_config_docs)
     return parser
 
 

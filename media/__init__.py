@@ -1,8 +1,8 @@
 """Audio media plumbing for WebRTC calls: resampling, inbound reading, paced outbound."""
 
 from .inbound import InboundAudio, PcmSink
-from .outbound import FRAME_SAMPLES, SAMPLE_RATE, PacedAudioTrack
-from .playout import PlayoutChunk
+from .outbound import PacedAudioTrack
+from .playout import FRAME_SAMPLES, SAMPLE_RATE, PlayoutChunk, PlayoutQueue
 from .resample import FrameResampler, Pcm, PcmResampler, resample_pcm
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "PcmResampler",
     "PcmSink",
     "PlayoutChunk",
+    "PlayoutQueue",
     "resample_pcm",
 ]

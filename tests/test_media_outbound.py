@@ -180,7 +180,7 @@ async def test_callback_and_tap_errors_do_not_break_recv(caplog: pytest.LogCaptu
     track.on_chunk_started = boom
     track.add_tap(boom)
     chunk = track.enqueue(ramp(960))
-    with caplog.at_level(logging.ERROR, logger="media.outbound"):
+    with caplog.at_level(logging.ERROR, logger="media.playout"):
         assert (await recv_pcm(track)).all()
     assert chunk.done
     assert "owner bug" in caplog.text

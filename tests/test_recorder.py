@@ -13,7 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from media.recorder import RECORDER_NICE, Aligner, CallRecorder, OpusWriter
+from media.aligner import Aligner
+from media.opus import OpusWriter
+from media.recorder import RECORDER_NICE, CallRecorder
 
 pytestmark = pytest.mark.timeout(60)
 

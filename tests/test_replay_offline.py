@@ -1,7 +1,7 @@
 """Offline replay: a recorded call (or a file) through the pipeline without WebRTC.
 
-The driver and the simulated outbound track are checked with fast fake models; the
-real runs use the embedded models on calls recorded by a real server."""
+The driver is checked with fast fake models; the real runs use the embedded models on
+calls recorded by a real server."""
 
 from __future__ import annotations
 
@@ -19,12 +19,7 @@ from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.replay.measure import audible_at, first_quiet, last_audible_end, longest_silence
-from avatar_rtc.replay.offline import (
-    SimulatedPlayout,
-    load_recorded_call,
-    match_turns,
-    replay_offline,
-)
+from avatar_rtc.replay.offline import load_recorded_call, match_turns, replay_offline
 from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.summary import render
 from avatar_rtc.replay.timeline import OriginalTurn, TimelineTurn
@@ -41,32 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?"]
 
 
-# ---- the simulated track and the matching, exactly --------------------------------
-
-
-def test_the_simulated_track_plays_20_ms_slots_like_the_paced_track() -> None:
-    now = [0.0]
-    playout = SimulatedPlayout(lambda: now[0])
-    started: list[float | None] = []
-    playout.on_chunk_started = lambda chunk: started.append(chunk.started_at)
-    now[0] = 0.005
-    first = playout.enqueue(np.full(1500, 1000, np.int16))
-    playout.play_slot(0.0)  # began before the audio was queued: silence
-    assert first.sent_samples == 0 and not playout.frames
-    playout.play_slot(0.02)
-    assert first.sent_samples == 960 and started == [0.02]
-    playout.pause()
-    playout.play_slot(0.04)
-    assert first.sent_samples == 960 and playout.is_playing
-    playout.resume()
-    second = playout.enqueue(np.full(960, 2000, np.int16))
-    playout.play_slot(0.06)  # the end of one chunk and the start of the next
-    assert first.done and first.finished_at == 0.06 and second.sent_samples == 420
-    assert started == [0.02, 0.06]
-    dropped = playout.clear()
-    assert dropped == [second] and second.cleared and not playout.is_playing
-    playout.play_slot(0.08)
-    assert [at for at, _ in playout.frames] == [0.02, 0.06]
+# ---- the matching, exactly ----------------------------------------------------
 
 
 def test_turns_are_matched_by_when_the_speech_ended() -> None:

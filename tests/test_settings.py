@@ -18,8 +18,12 @@ from avatar_rtc.settings import (
     SettingsError,
     add_arguments,
     as_dict,
+    every_setting,
     load,
 )
+from avatar_rtc.settings.reference import DOC_PATH, render
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -158,6 +162,20 @@ def test_every_field_has_a_cli_flag_defaulting_to_none() -> None:
     assert args.config is None
     # No flags: nothing overrides the defaults.
     assert load(args, env={}) == Settings()
+
+
+def test_host_and_port_are_aliases_of_the_server_flags() -> None:
+    settings = load(parse(["--host", "0.0.0.0", "--port", "9000"]), env={})
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.port == 9000
+    # One setting, one destination: the last spelling given wins, as for any flag.
+    assert load(parse(["--server-port", "9001", "--port", "9002"]), env={}).server.port == 9002
+    assert load(parse(["--port", "9002", "--server-port", "9001"]), env={}).server.port == 9001
+
+
+def test_every_setting_has_a_one_line_help() -> None:
+    for item in every_setting():
+        assert item.doc and "\n" not in item.doc, item.name
 
 
 def test_precedence_defaults_toml_env_cli(tmp_path: Path) -> None:
@@ -513,3 +531,61 @@ def test_models_take_turns_speak_ahead_and_max_sentences_reach_their_users() -> 
     assert conversation_config(settings).max_sentences == 0
     assert conversation_config(load(env={})).max_sentences == 3
     assert load(env={}).server.models_take_turns is True
+
+
+def test_cli_serve_takes_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp import web
+
+    import avatar_rtc.app
+
+    for name in list(os.environ):
+        if name.startswith("AVATAR_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(cli, "setup_logging", lambda *args: None)
+    monkeypatch.setattr(avatar_rtc.app, "create_app", lambda settings: "app")
+    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: served.append(kwargs))
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9000"]) == 0
+    assert [(s["host"], s["port"]) for s in served] == [("0.0.0.0", 9000)]
+
+
+def test_serve_help_names_the_aliases_and_what_each_flag_sets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # whatever the terminal's width
+    assert "--server-host STR, --host STR" in text
+    assert "--server-port INT, --port INT" in text
+    assert "--host and --port are short for --server-host and --server-port" in text
+    assert "TCP port to listen on (default: 8080)" in text
+    assert "Silence that ends the user's turn (default: 320)" in text
+
+
+# -- the configuration reference ----------------------------------------------------
+
+
+def test_the_configuration_reference_is_up_to_date() -> None:
+    path = ROOT / DOC_PATH
+    assert path.exists() and path.read_text(encoding="utf-8") == render(), (
+        f"{DOC_PATH} is stale: run `python -m avatar_rtc config-docs` in the repository root"
+    )
+
+
+def test_the_reference_lists_every_setting_every_way() -> None:
+    text = render()
+    for item in every_setting():
+        row = next(line for line in text.splitlines() if f"`{item.env}`" in line)
+        assert f"`{item.key}`" in row and f"`{item.flag}`" in row and item.doc in row
+    assert "`--server-port`, `--port`" in text
+    assert '| `host` | `--server-host`, `--host` | `AVATAR_SERVER_HOST` | str | `"127.0.0.1"` |' \
+        in text
+
+
+def test_config_docs_writes_the_reference(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "docs" / "configuration.md"
+    assert cli.main(["config-docs", "--output", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == render()
+    assert str(out) in capsys.readouterr().out

@@ -2,9 +2,9 @@
 
 The user's audio (16 kHz, 512-sample frames) goes into a real Conversation built on
 the current backends, exactly as the inbound track feeds it in a call; the agent's
-audio goes to a simulated outbound track that plays 20 ms slots like
-media.PacedAudioTrack, counting samples per chunk so barge-in cuts the reply where a
-caller would have heard it cut.
+audio goes to the outbound track's playout queue (media.PlayoutQueue), played in 20 ms
+slots on the replay clock, so barge-in cuts the reply where a caller would have heard
+it cut.
 
 Two speeds, one clock. In real time the driver sleeps until each input frame and each
 output slot is due. Fast, the replay clock jumps ahead whenever no backend is working
@@ -18,24 +18,13 @@ import asyncio
 import dataclasses
 import datetime
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from avatar_rtc.backends.base import (
-    ChatMessage,
-    CpuGate,
-    LanguageModel,
-    Pcm,
-    SpeechToText,
-    TextToSpeech,
-    Transcript,
-    Voice,
-)
+from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.caller import AUDIBLE_PEAK, VOICED_PEAK
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
@@ -43,6 +32,7 @@ from avatar_rtc.conversation.endpointing import FRAME_SAMPLES, SAMPLE_RATE
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.replay.errors import ReplayError
 from avatar_rtc.replay.measure import first_quiet, last_audible_end
+from avatar_rtc.replay.observed import Activity, observed
 from avatar_rtc.replay.progress import ProgressSink
 from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.timeline import (
@@ -55,13 +45,13 @@ from avatar_rtc.replay.timeline import (
 )
 from avatar_rtc.settings import Settings
 from avatar_rtc.storage import Store, default_url
-from media.playout import PlayoutChunk
+from media.playout import FRAME_SAMPLES as OUT_FRAME
+from media.playout import SAMPLE_RATE as OUT_RATE
+from media.playout import PlayoutQueue
 from media.resample import resample_pcm
 
 IN_FRAME_S = FRAME_SAMPLES / SAMPLE_RATE  # 32 ms
-OUT_RATE = 48000
-OUT_FRAME = 960  # 20 ms
-OUT_FRAME_S = OUT_FRAME / OUT_RATE
+OUT_FRAME_S = OUT_FRAME / OUT_RATE  # 20 ms
 MIN_TAIL_S = 1.0  # silence fed after the recording, so its last turn can end
 MAX_TAIL_S = 120.0  # and no more, whatever the pipeline does
 MATCH_TOLERANCE_S = 1.5  # two turns whose speech ends this close are the same turn
@@ -78,184 +68,6 @@ class ReplayClock:
 
     def skip(self, seconds: float) -> None:
         self.skipped += max(0.0, seconds)
-
-
-# ---- backends that say when they are working -------------------------------------------
-
-
-class Activity:
-    """How many backend calls are computing right now (the fast driver's idle test)."""
-
-    def __init__(self) -> None:
-        self.working = 0
-
-
-class _ObservedStt:
-    def __init__(self, inner: SpeechToText, activity: Activity) -> None:
-        self._inner, self._activity, self.name = inner, activity, inner.name
-
-    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
-                         partial: bool = False) -> Transcript:
-        self._activity.working += 1
-        try:
-            return await self._inner.transcribe(pcm, sample_rate, partial=partial)
-        finally:
-            self._activity.working -= 1
-
-    async def warmup(self) -> None:
-        await self._inner.warmup()
-
-    async def aclose(self) -> None:
-        pass  # the caller owns the real backend
-
-
-class _ObservedLlm:
-    """Working from the request until the stream ends: a local model keeps generating on
-    its own thread while the conversation synthesizes or holds audio."""
-
-    def __init__(self, inner: LanguageModel, activity: Activity) -> None:
-        self._inner, self._activity, self.name = inner, activity, inner.name
-
-    async def stream(self, messages: list[ChatMessage], gate: CpuGate | None = None, *,
-                     session: str = "") -> AsyncIterator[str]:
-        self._activity.working += 1
-        tokens = self._inner.stream(messages, gate, session=session)
-        try:
-            async for token in tokens:
-                yield token
-        finally:
-            self._activity.working -= 1
-            await tokens.aclose()  # type: ignore[attr-defined]
-
-    async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
-                      session: str = "") -> None:
-        await self._inner.prefill(context, user_prefix, session=session)
-
-    def release(self, session: str) -> None:
-        self._inner.release(session)
-
-    async def warmup(self, system_prompt: str = "") -> None:
-        await self._inner.warmup(system_prompt)
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _ObservedTts:
-    """Working only while a piece is being produced: between pieces a speculative turn
-    may hold its audio for the end of the user's turn, and that wait is idle time."""
-
-    def __init__(self, inner: TextToSpeech, activity: Activity) -> None:
-        self._inner, self._activity = inner, activity
-        self.name, self.sample_rate = inner.name, inner.sample_rate
-
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
-        audio = self._inner.synthesize(text, voice)
-        try:
-            while True:
-                self._activity.working += 1
-                try:
-                    pcm = await audio.__anext__()
-                except StopAsyncIteration:
-                    return
-                finally:
-                    self._activity.working -= 1
-                yield pcm
-        finally:
-            await audio.aclose()  # type: ignore[attr-defined]
-
-    def voices(self) -> list[str]:
-        return self._inner.voices()
-
-    def default_voice(self) -> Voice:
-        return self._inner.default_voice()
-
-    async def warmup(self) -> None:
-        await self._inner.warmup()
-
-    async def aclose(self) -> None:
-        pass
-
-
-def observed(backends: Backends, activity: Activity) -> Backends:
-    return dataclasses.replace(backends, stt=_ObservedStt(backends.stt, activity),
-                               llm=_ObservedLlm(backends.llm, activity),
-                               tts=_ObservedTts(backends.tts, activity))
-
-
-# ---- the outbound track, without RTP ---------------------------------------------------
-
-
-class SimulatedPlayout:
-    """The conversation's outbound queue played in 20 ms slots on the replay clock.
-
-    Same rules as media.PacedAudioTrack: pause sends silence and keeps the queue, clear
-    drops it at once, samples are counted per chunk. Audio queued after a slot began
-    waits for the next slot, as it would for the next recv().
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._queue: deque[tuple[PlayoutChunk, Pcm, float]] = deque()
-        self._queued = 0
-        self._paused = False
-        self.on_chunk_started: Callable[[Any], None] | None = None
-        self.frames: list[tuple[float, Pcm]] = []  # (slot time, 48 kHz PCM), audible only
-
-    def enqueue(self, pcm: Pcm, *, label: object = None) -> PlayoutChunk:
-        data = np.asarray(pcm, dtype=np.int16).copy()
-        chunk = PlayoutChunk(total_samples=int(data.size), label=label)
-        self._queue.append((chunk, data, self._clock()))
-        self._queued += chunk.total_samples
-        return chunk
-
-    def clear(self) -> list[PlayoutChunk]:
-        dropped = [chunk for chunk, _, _ in self._queue]
-        self._queue.clear()
-        self._queued = 0
-        self._paused = False
-        for chunk in dropped:
-            chunk._mark_cleared()
-        return dropped
-
-    def pause(self) -> None:
-        self._paused = True
-
-    def resume(self) -> None:
-        self._paused = False
-
-    @property
-    def is_playing(self) -> bool:
-        return self._queued > 0
-
-    def play_slot(self, slot: float) -> None:
-        out = np.zeros(OUT_FRAME, dtype=np.int16)
-        started: list[PlayoutChunk] = []
-        filled = 0
-        while self._queue and not self._paused:
-            chunk, data, queued_at = self._queue[0]
-            if queued_at > slot:
-                break
-            remaining = chunk.remaining_samples
-            if filled == OUT_FRAME and remaining > 0:
-                break
-            take = min(OUT_FRAME - filled, remaining)
-            if chunk.started_at is None:
-                chunk._mark_started(slot)
-                started.append(chunk)
-            begin = chunk.sent_samples
-            out[filled : filled + take] = data[begin : begin + take]
-            chunk.sent_samples += take
-            self._queued -= take
-            filled += take
-            if chunk.remaining_samples == 0:
-                self._queue.popleft()
-                chunk._mark_finished(slot)
-        if filled:
-            self.frames.append((slot, out))
-        if self.on_chunk_started is not None:
-            for chunk in started:
-                self.on_chunk_started(chunk)
 
 
 # ---- the recorded call ---------------------------------------------------------------
@@ -347,7 +159,8 @@ async def replay_offline(
         config = dataclasses.replace(config, speak_ahead_s=0.0)
     clock = ReplayClock()
     activity = Activity()
-    playout = SimulatedPlayout(clock)
+    playout = PlayoutQueue(clock)
+    played: list[tuple[float, Pcm]] = []  # (slot time, 48 kHz PCM), audible only
     events: list[tuple[float, dict[str, Any]]] = []
     finished: list[Turn] = []
     start = clock()
@@ -365,8 +178,8 @@ async def replay_offline(
     )
     wall = time.monotonic()
     try:
-        ended = await _drive(conversation, playout, user, clock, activity, start, fast,
-                             config.endpoint.end_silence_ms / 1000, progress)
+        ended = await _drive(conversation, playout, played, user, clock, activity, start,
+                             fast, config.endpoint.end_silence_ms / 1000, progress)
     finally:
         await conversation.aclose()
     timeline.options["wall_s"] = round(time.monotonic() - wall, 3)
@@ -375,18 +188,20 @@ async def replay_offline(
                                    "the recording ended"
     timeline.duration_s = round(clock() - start, 3)
     timeline.clock_origin = start
-    _fill(timeline, finished, events, playout, user, start)
+    _fill(timeline, finished, events, played, user, start)
     if original is not None:
         timeline.original = original
         timeline.matches = match_turns(original, timeline.turns)
     return timeline
 
 
-async def _drive(conversation: Conversation, playout: SimulatedPlayout, user: AudioSource,
-                 clock: ReplayClock, activity: Activity, start: float, fast: bool,
-                 end_silence_s: float, progress: ProgressSink | None) -> bool:
-    """Feeds input frames and plays output slots in time order; True when it ended
-    quiet (False: still busy after MAX_TAIL_S of silence)."""
+async def _drive(conversation: Conversation, playout: PlayoutQueue,
+                 played: list[tuple[float, Pcm]], user: AudioSource, clock: ReplayClock,
+                 activity: Activity, start: float, fast: bool, end_silence_s: float,
+                 progress: ProgressSink | None) -> bool:
+    """Feeds input frames and plays output slots in time order, keeping the audible
+    ones in `played`; True when it ended quiet (False: still busy after MAX_TAIL_S of
+    silence)."""
     pcm = user.pcm
     frames = -(-len(pcm) // FRAME_SAMPLES)
     audio_s = frames * IN_FRAME_S
@@ -405,7 +220,9 @@ async def _drive(conversation: Conversation, playout: SimulatedPlayout, user: Au
             else:
                 await asyncio.sleep(delay)
         if next_out <= next_in:
-            playout.play_slot(next_out)
+            out = playout.next_frame(next_out)
+            if out.any():
+                played.append((next_out, out))
             slots += 1
         else:
             frame = pcm[fed * FRAME_SAMPLES : (fed + 1) * FRAME_SAMPLES]
@@ -434,10 +251,10 @@ async def _drive(conversation: Conversation, playout: SimulatedPlayout, user: Au
 
 
 def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, dict[str, Any]]],
-          playout: SimulatedPlayout, user: AudioSource, start: float) -> None:
+          played: list[tuple[float, Pcm]], user: AudioSource, start: float) -> None:
     agent48 = np.zeros(round(timeline.duration_s * OUT_RATE) + OUT_FRAME, np.int16)
     audible: list[float] = []
-    for slot, pcm in playout.frames:
+    for slot, pcm in played:
         pos = round((slot - start) * OUT_RATE)
         agent48[pos : pos + OUT_FRAME] = pcm[: max(0, len(agent48) - pos)]
         if int(np.abs(pcm).max()) >= AUDIBLE_PEAK:

@@ -1,0 +1,304 @@
+"""What can be set: the sections of the settings, each field with its one-line help.
+
+The help is the flag's ``--help`` and the line in docs/configuration.md; comments
+beside a field say why its default is what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant on a phone call. "
+    "Answer in one or two short spoken sentences. "
+    "Never use lists, markdown or emoji."
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or out of range; the message names it."""
+
+
+_T = TypeVar("_T")
+
+
+def setting(default: _T, doc: str) -> _T:
+    """A field with its default and its one-line help (lists: ``field(metadata=)``)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class ServerSettings:
+    host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: every interface)")
+    port: int = setting(8080, "TCP port to listen on")
+    max_calls: int = setting(4, "Calls at once; /offer refuses more")
+    max_body_bytes: int = setting(64 * 1024, "Largest request body accepted")
+    connect_timeout_s: float = setting(15.0, "Seconds a new call may take to connect; 0: no limit")
+    disconnect_grace_s: float = setting(
+        5.0, "Seconds a disconnected call may take to come back before it ends")
+    call_max_s: float = setting(1800.0, "Longest call in seconds; 0: no limit")
+    idle_timeout_s: float = setting(
+        300.0, "Seconds without speech or replies that end a call; 0: no limit")
+    static_dir: str = setting("", "Folder of the web pages; empty: static/ beside the package")
+    # aiortc's default is 4 (80 ms). The server's ears are VAD and STT, not a person:
+    # 1 frame is enough on most networks.
+    inbound_jitter_frames: int = setting(
+        1, "Inbound audio frames (20 ms) aiortc holds before releasing them")
+    metrics: bool = setting(True, "Serve Prometheus metrics at GET /metrics")
+    # Off: the models run side by side, which only pays with many cores.
+    models_take_turns: bool = setting(
+        True, "Local CPU models run one step at a time, the most urgent first")
+
+
+@dataclass
+class IceSettings:
+    # Default none: offline first. aiortc would otherwise probe a public STUN server.
+    stun_urls: list[str] = field(
+        default_factory=list, metadata={"doc": "STUN server URLs (stun:host:port)"})
+    turn_urls: list[str] = field(
+        default_factory=list, metadata={"doc": "TURN server URLs (turn:host:port?transport=udp)"})
+    turn_username: str = setting("", "TURN user name")
+    turn_credential: str = setting("", "TURN password (masked in /health)")
+    # aioice never offers loopback on its own.
+    host_addresses: list[str] = field(
+        default_factory=list,
+        metadata={"doc": "Host addresses ICE may offer; empty: aioice chooses"})
+
+
+@dataclass
+class VadSettings:
+    threshold: float = setting(0.5, "Speech probability that counts as speech")
+    neg_threshold: float = setting(0.35, "Below this, speech has stopped (hysteresis)")
+    min_speech_ms: int = setting(200, "Speech needed before a turn (or a barge-in) starts")
+    end_silence_ms: int = setting(320, "Silence that ends the user's turn")
+    max_utterance_s: float = setting(20.0, "Longest user turn in seconds; it ends there")
+    preroll_ms: int = setting(200, "Audio kept from before speech onset")
+    # The pause is undone if the speech turns out shorter than min_speech_ms (a
+    # cough, "mhm").
+    barge_in_pause_ms: int = setting(
+        96, "The agent pauses its audio after this much user speech; 0: never")
+    # People who cut in often pause mid-thought ("Stop, ... let me ask something else").
+    barge_in_end_silence_ms: int = setting(
+        800, "Silence that ends speech which interrupted the agent")
+    # The result is kept only if the pause becomes the end of the turn.
+    speculative: bool = setting(True, "Start STT, LLM and TTS as soon as the user pauses")
+    listen_ahead_ms: int = setting(
+        640, "Transcribe speech so far this often and prefill the LLM; 0: off")
+
+
+@dataclass
+class SttSettings:
+    backend: str = setting("faster-whisper", "Speech-to-text backend")
+    # Or a model name when the operator has internet.
+    model: str = setting("tiny.en", "Whisper model: tiny.en, base, or a CTranslate2 folder")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    compute_type: str = setting(
+        "int8", "CTranslate2 compute type: int8 on a CPU; float16 or int8_float16 on a GPU")
+    # tiny.en on the 2-core VM: one thread 33/90/191 ms for 2/6/11 s of speech, two
+    # 38/120/224 ms; beside a busy process 31/133/239 against 119/172/233.
+    cpu_threads: int = setting(1, "Threads Whisper uses on a CPU")
+    language: str = setting("en", "Spoken language; empty: detect per turn (multilingual)")
+    beam_size: int = setting(1, "Whisper beam size")
+    # 30 is Whisper's fixed window; shorter is much faster on a CPU (3 s encodes in a
+    # quarter of the time of 10 s), and the repeats short windows cause are cut.
+    min_window_s: float = setting(
+        3.0, "Whisper's encoder window fits the utterance, but is never shorter")
+
+
+@dataclass
+class LlmSettings:
+    backend: str = setting(
+        "llama-cpp", "llama-cpp, or openai (vLLM, llama.cpp server, any compatible API)")
+    model_path: str = setting(
+        "", "llama-cpp GGUF file; empty: the packaged SmolLM2-135M-Instruct")
+    # q8_0 is converted once from the shipped Q4_1 into <storage.data_dir>/models and is
+    # 1.6x faster per token on one thread.
+    weights: str = setting("q8_0", "The packaged model's weights: q8_0 or q4_1")
+    # One when that was faster lately, or while other calls are live (each model step
+    # then runs on one thread).
+    n_threads: int = setting(2, "Most threads for token generation")
+    n_batch_threads: int = setting(2, "Threads for prompt evaluation")
+    n_ctx: int = setting(2048, "Context window in tokens")
+    base_url: str = setting("", "openai backend: the API's base URL")
+    api_key: str = setting("none", "openai backend: API key (masked in /health)")
+    model: str = setting("", "openai backend: model name")
+    max_tokens: int = setting(120, "Longest reply in tokens")
+    # Small models forget the system prompt's "one or two sentences" a few turns in and
+    # talk for half a minute.
+    max_sentences: int = setting(3, "A reply stops after this many sentences; 0: no limit")
+    temperature: float = setting(0.2, "Sampling temperature")
+    seed: int = setting(0, "Sampling seed")
+    system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "The system prompt of every call")
+    max_history_turns: int = setting(12, "Turns of the conversation kept in the prompt")
+    request_timeout_s: float = setting(30.0, "openai backend: seconds per request")
+
+
+@dataclass
+class TtsSettings:
+    backend: str = setting("piper", "Text-to-speech of calls without a voice profile")
+    # One that is not installed or has no weights is reported at startup and in /health.
+    backends: list[str] = field(
+        default_factory=list,
+        metadata={"doc": "More backends loaded at startup for voice profiles (f5-tts, cosyvoice)"})
+    voice: str = setting("joe-medium", "Piper voice: a packaged name or a .onnx path")
+    speed: float = setting(1.0, "Speaking rate (0.25-4)")
+    # The LLM is held while the first chunk is synthesized.
+    threads: int = setting(2, "Threads Piper uses")
+    speak_ahead_s: float = setting(
+        3.0, "Synthesize later chunks when less audio than this is left; 0: at once")
+    device: str = setting("cuda", "f5-tts and cosyvoice: cuda, cuda:N or cpu")
+    profile_cache_size: int = setting(
+        32, "Prepared reference clips kept per cloning backend")
+    crossfade_ms: float = setting(
+        150.0, "Overlap where two synthesized pieces of a sentence meet")
+    seed: int = setting(0, "Noise seed of the cloning backends (repeatable output)")
+    # Empty F5-TTS paths: the folders tools/download-models writes under
+    # <storage.data_dir>/models.
+    f5_model: str = setting("F5TTS_v1_Base", "F5-TTS config shipped with f5-tts, or a .yaml")
+    f5_ckpt: str = setting("", "F5-TTS checkpoint (.safetensors or .pt)")
+    f5_vocab: str = setting("", "F5-TTS vocab.txt; empty: the one shipped with f5-tts")
+    f5_vocoder: str = setting("", "F5-TTS Vocos folder (config.yaml, pytorch_model.bin)")
+    f5_nfe_step: int = setting(32, "F5-TTS flow-matching steps: 16 is ~2x faster, rougher")
+    f5_cfg_strength: float = setting(2.0, "F5-TTS classifier-free guidance strength")
+    f5_sway_sampling: float = setting(-1.0, "F5-TTS sway sampling coefficient")
+    # CosyVoice is not on PyPI: cosyvoice_repo is a clone of FunAudioLLM/CosyVoice (with
+    # its requirements installed), put on sys.path.
+    cosyvoice_model: str = setting(
+        "", "CosyVoice model folder (CosyVoice2-0.5B, Fun-CosyVoice3-0.5B)")
+    cosyvoice_repo: str = setting("", "A clone of FunAudioLLM/CosyVoice")
+    cosyvoice_fp16: bool = setting(True, "CosyVoice in half precision")
+    cosyvoice_stream: bool = setting(True, "CosyVoice streams audio as it is synthesized")
+    # Short, so the first audio comes soon (Piper: ~40 ms + ~3 ms a character; the LLM
+    # ~16 ms a token), e.g. "The sun is" + "about 150 million kilometres away."
+    first_chunk_min_chars: int = setting(
+        8, "The reply's first chunk may end at a clause boundary once this long")
+    first_chunk_max_chars: int = setting(
+        16, "The first chunk is cut at a space past this length")
+    clause_min_chars: int = setting(
+        40, "Later chunks end at clause boundaries once this long")
+
+
+@dataclass
+class StorageSettings:
+    data_dir: str = setting("data", "Folder of the database, recordings and models")
+    database_url: str = setting("", "Database URL; empty: SQLite, avatar.db in data_dir")
+
+
+@dataclass
+class RecordingSettings:
+    enabled: bool = setting(True, "Record both sides of every call")
+    # Their rows say so.
+    retention_days: float = setting(
+        30.0, "Recordings older than this are deleted; 0: kept forever")
+    max_disk_mb: float = setting(
+        2048.0, "Total size of all recordings; the oldest go first above it; 0: no cap")
+    bitrate_kbps: int = setting(24, "Ogg/Opus bitrate per track")
+
+
+@dataclass
+class AdminSettings:
+    token: str = setting(
+        "", "Bearer token for /admin; empty: only loopback clients (masked in /health)")
+    max_upload_bytes: int = setting(20 * 1024 * 1024, "Largest voice clip upload")
+    write_rate_per_min: int = setting(
+        30, "Write requests (POST/PATCH/DELETE) per client per minute; 0: no limit")
+
+
+@dataclass
+class GpuSettings:
+    # Used memory comes from NVML, or torch when loaded. Without a GPU it never refuses.
+    max_memory_fraction: float = setting(
+        0.9, "/offer answers 503 above this fraction of GPU memory used; 1: never")
+    device_index: int = setting(0, "The GPU whose memory admission watches")
+
+
+@dataclass
+class LogSettings:
+    level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    json: bool = setting(False, "One JSON object per log line")
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    ice: IceSettings = field(default_factory=IceSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
+    stt: SttSettings = field(default_factory=SttSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def validate(self) -> Settings:
+        checks: list[tuple[bool, str]] = [
+            (0 < self.server.port < 65536, "server.port must be 1-65535"),
+            (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
+            (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+            (1 <= self.server.inbound_jitter_frames <= 16,
+             "server.inbound_jitter_frames must be 1-16"),
+            (0.0 < self.vad.threshold < 1.0, "vad.threshold must be between 0 and 1"),
+            (
+                0.0 < self.vad.neg_threshold <= self.vad.threshold,
+                "vad.neg_threshold must be between 0 and vad.threshold",
+            ),
+            (self.vad.min_speech_ms >= 0, "vad.min_speech_ms must be >= 0"),
+            (self.vad.end_silence_ms >= 32, "vad.end_silence_ms must be >= 32"),
+            (self.vad.max_utterance_s > 1.0, "vad.max_utterance_s must be > 1"),
+            (self.vad.barge_in_pause_ms >= 0, "vad.barge_in_pause_ms must be >= 0"),
+            (self.vad.barge_in_end_silence_ms >= 32, "vad.barge_in_end_silence_ms must be >= 32"),
+            (self.vad.listen_ahead_ms == 0 or self.vad.listen_ahead_ms >= 100,
+             "vad.listen_ahead_ms must be 0 (off) or >= 100"),
+            (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
+            (2.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 2-30"),
+            (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
+            (self.stt.compute_type in STT_COMPUTE_TYPES,
+             f"stt.compute_type: one of {', '.join(STT_COMPUTE_TYPES)}"),
+            (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
+            (
+                self.llm.backend != "openai" or bool(self.llm.base_url),
+                "llm.base_url is required with llm.backend=openai",
+            ),
+            (self.llm.weights in ("q8_0", "q4_1"), "llm.weights: q8_0 or q4_1"),
+            (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
+            (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
+            (self.tts.backend in TTS_BACKENDS, f"tts.backend: one of {', '.join(TTS_BACKENDS)}"),
+            (all(b in TTS_BACKENDS for b in self.tts.backends),
+             f"tts.backends: each one of {', '.join(TTS_BACKENDS)}"),
+            (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
+            (_is_device(self.tts.device), "tts.device: cpu, cuda or cuda:N"),
+            (self.tts.profile_cache_size >= 1, "tts.profile_cache_size must be >= 1"),
+            (0.0 <= self.tts.crossfade_ms <= 1000.0, "tts.crossfade_ms must be 0-1000"),
+            (self.tts.speak_ahead_s >= 0, "tts.speak_ahead_s must be >= 0"),
+            (1 <= self.tts.f5_nfe_step <= 128, "tts.f5_nfe_step must be 1-128"),
+            (0.0 < self.gpu.max_memory_fraction <= 1.0,
+             "gpu.max_memory_fraction must be above 0 and at most 1"),
+            (self.gpu.device_index >= 0, "gpu.device_index must be >= 0"),
+            (self.recording.retention_days >= 0, "recording.retention_days must be >= 0"),
+            (self.recording.max_disk_mb >= 0, "recording.max_disk_mb must be >= 0"),
+            (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
+            (self.admin.max_upload_bytes >= 1024, "admin.max_upload_bytes must be >= 1024"),
+            (self.admin.write_rate_per_min >= 0, "admin.write_rate_per_min must be >= 0"),
+            (self.log.level.upper() in _LOG_LEVELS, f"log.level: one of {sorted(_LOG_LEVELS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
+        return self
+
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+TTS_BACKENDS = ("piper", "f5-tts", "cosyvoice")
+STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
+                     "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+
+
+def _is_device(device: str) -> bool:
+    kind, colon, index = device.partition(":")
+    if kind == "cpu":
+        return not colon
+    return kind == "cuda" and (not colon or index.isdigit())
