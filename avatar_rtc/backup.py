@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlparse
 
 from playhouse import db_url
 
+from avatar_rtc.errors import AvatarError
 from avatar_rtc.settings import Settings
 from avatar_rtc.storage import default_url
 from avatar_rtc.storage.migrations import LATEST_VERSION
@@ -61,7 +62,7 @@ _LIBPQ_PARAMS = {"host", "sslmode", "sslrootcert", "sslcert", "sslkey", "connect
                  "application_name", "options", "target_session_attrs"}
 
 
-class BackupError(Exception):
+class BackupError(AvatarError):
     """A backup or restore that cannot go on; the message says why and what to do."""
 
 

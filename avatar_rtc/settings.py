@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatar_rtc.errors import AvatarError
+
 ENV_PREFIX = "AVATAR_"
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -30,7 +32,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(AvatarError):
     """A setting is missing, unknown or out of range; the message names it."""
 
 
