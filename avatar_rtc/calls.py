@@ -194,6 +194,9 @@ class CallService:
                             f"save-recording-{call.id}")
 
 
+CALLS = web.AppKey("calls", CallService)
+
+
 def _log_turn(call_id: str, turn: Turn, timings: dict[str, float]) -> None:
     """One line per turn; with log.json its fields are JSON keys too."""
     stages = " ".join(f"{k.removesuffix('_ms')}={v:.0f}" for k, v in timings.items())
@@ -213,5 +216,3 @@ def _log_turn(call_id: str, turn: Turn, timings: dict[str, float]) -> None:
     finally:
         call_id_var.reset(token)
 
-
-CALLS = web.AppKey("calls", CallService)
