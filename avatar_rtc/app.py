@@ -1,20 +1,22 @@
-"""The aiohttp application: typed app state, resources started and stopped together."""
+"""The aiohttp application: its routes, its state, and the resources started and stopped
+together. Only the CLI (and tests) import this module; handlers import avatar_rtc.state."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from avatar_rtc import recordings, routes
 from avatar_rtc.backends.registry import Backends, load_backends
-from avatar_rtc.call import Call
+from avatar_rtc.calls import CALLS, CallService
+from avatar_rtc.http_errors import json_errors
 from avatar_rtc.metrics import Metrics
 from avatar_rtc.settings import Settings
+from avatar_rtc.state import STATE, AppState
 from avatar_rtc.storage import Store, default_url
 from media.latency import set_audio_prefetch
 from signaling.consent import patient_consent
@@ -22,29 +24,6 @@ from signaling.ice import restrict_host_addresses, rtc_configuration
 from signaling.peers import PeerLimits, PeerRegistry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    registry: PeerRegistry
-    static_dir: Path
-    backends: Backends | None = None
-    store: Store | None = None
-    load_error: str | None = None
-    metrics: Metrics = field(default_factory=Metrics)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    calls: dict[str, Call] = field(default_factory=dict)
-    background: set[asyncio.Task[object]] = field(default_factory=set)
-
-    def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
-        """Runs a fire-and-forget coroutine that shutdown still waits for."""
-        task = asyncio.create_task(coro, name=name)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-
-STATE = web.AppKey("state", AppState)
 
 
 def static_dir(settings: Settings) -> Path:
@@ -92,8 +71,6 @@ async def _peers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, backends: Backends | None = None) -> web.Application:
     """Builds the server; tests may inject ready-made (or fake) backends."""
-    from avatar_rtc import recordings, routes
-
     restrict_host_addresses(settings.ice.host_addresses)
     patient_consent()
     set_audio_prefetch(settings.server.inbound_jitter_frames)
@@ -114,13 +91,15 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     )
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[routes.json_errors],
+        middlewares=[json_errors],
     )
     static = static_dir(settings)
-    app[STATE] = AppState(
+    state = AppState(
         settings=settings, registry=registry, static_dir=static, backends=backends,
         metrics=Metrics(active_calls=lambda: len(registry)),
     )
+    app[STATE] = state
+    app[CALLS] = CallService(state)
     # Cleanup runs in reverse: peers close first, so their last turns reach the store.
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(recordings.sweeper_ctx)  # retention and the disk cap

@@ -25,6 +25,7 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from avatar_rtc.errors import AvatarError
 from media.resample import FrameResampler, Pcm, resample_pcm
 from signaling.consent import patient_consent
 from signaling.ice import rtc_configuration
@@ -36,7 +37,7 @@ AUDIBLE_PEAK = 600
 VOICED_PEAK = 300
 
 
-class CallerError(RuntimeError):
+class CallerError(AvatarError):
     """The server refused the call or it failed; the message says why."""
 
 

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
-from avatar_rtc.app import STATE, AppState
 from avatar_rtc.call import Call
 from avatar_rtc.persist import turn_record
 from avatar_rtc.settings import RecordingSettings, Settings
-from avatar_rtc.storage import Store, utc_now
+from avatar_rtc.state import STATE, AppState
+from avatar_rtc.storage import Store, canonical_id, utc_now
 from media.recorder import AGENT_FILE, USER_FILE, CallRecorder
 
 log = logging.getLogger(__name__)
@@ -130,20 +129,13 @@ class SweepReport:
     total_bytes: int = 0  # all recordings after the sweep, live calls included
 
 
-def _is_call_id(name: str) -> bool:
-    try:
-        return str(uuid.UUID(name)) == name
-    except ValueError:
-        return False
-
-
 def _scan(recordings: Path) -> dict[str, _Folder] | None:
     """Every call folder under ``recordings`` with its size; None if there is none."""
     if not recordings.is_dir():
         return None
     folders: dict[str, _Folder] = {}
     for entry in os.scandir(recordings):
-        if not _is_call_id(entry.name) or not entry.is_dir(follow_symlinks=False):
+        if canonical_id(entry.name) != entry.name or not entry.is_dir(follow_symlinks=False):
             continue  # not ours: never counted, never touched
         size, newest = 0, 0.0
         for dirpath, _dirs, files in os.walk(entry.path):

@@ -18,9 +18,10 @@ import numpy as np
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
-from avatar_rtc.app import STATE, AppState, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.state import STATE, AppState
 from tests.conftest import make_settings
 from tests.speech import speak
 

@@ -17,9 +17,10 @@ from aiohttp import web
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
-from avatar_rtc.app import STATE, AppState, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.settings import Settings
+from avatar_rtc.state import STATE, AppState
 
 
 def free_port() -> int:

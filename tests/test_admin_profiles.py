@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from yarl import URL
 
-from avatar_rtc.admin.voices import NotDrivable, loaded_backends, voice_for_profile
 from avatar_rtc.backends.base import Voice
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.storage import VoiceProfileRecord, new_id, utc_now
+from avatar_rtc.voices import NotDrivable, loaded_backends, voice_for_profile
 from media.resample import resample_pcm
 from tests.admin_helpers import (
     API,

@@ -11,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from avatar_rtc.admission import GIB, Admission, GpuMemory, default_probe, torch_probe
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.state import STATE
 from tests.conftest import make_settings
 from tests.fakes import fake_backends
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatar_rtc.app import STATE
 from avatar_rtc.caller import Caller
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.logs import setup_logging
 from avatar_rtc.metrics import STAGES, Metrics, error_stage
+from avatar_rtc.state import STATE
 from tests.fake_server import ClientFactory, base_url, settings_for, start
 from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, tone
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.recordings import MIB, recording_dir, relative_paths, save_recording, sweep
 from avatar_rtc.settings import RecordingSettings
+from avatar_rtc.state import STATE
 from avatar_rtc.storage import CallRecord, Store, default_url, new_id, utc_now
 from media.recorder import RecordingResult
 from tests.conftest import make_settings

@@ -24,7 +24,7 @@ from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.summary import render
 from avatar_rtc.replay.timeline import OriginalTurn, TimelineTurn
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
-from avatar_rtc.routes import conversation_config
+from avatar_rtc.calls import conversation_config
 from tests.conftest import LiveServer
 from tests.fakes import LONG_REPLY, FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
 from tests.replay_audio import encode

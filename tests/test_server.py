@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc import recordings
+from avatar_rtc.app import create_app
 from avatar_rtc.caller import Caller, CallerError
+from avatar_rtc.state import STATE
 from tests.fake_server import ClientFactory, base_url, settings_for, start
 from tests.fakes import LONG_REPLY, FakeLlm, FakeTts, tone
 
@@ -86,7 +88,7 @@ async def test_a_call_that_fails_to_set_up_is_a_500_and_frees_its_slot(
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patched:
-        patched.setattr("avatar_rtc.routes.recordings.new_recorder", no_recorder)
+        patched.setattr(recordings, "new_recorder", no_recorder)
         pc, sdp = await real_offer_sdp()
         response = await client.post("/offer", json={"type": "offer", "sdp": sdp})
         await pc.close()

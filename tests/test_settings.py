@@ -522,7 +522,7 @@ def test_cli_serve_bad_type_exits_2(
 
 
 def test_models_take_turns_speak_ahead_and_max_sentences_reach_their_users() -> None:
-    from avatar_rtc.routes import conversation_config
+    from avatar_rtc.calls import conversation_config
 
     settings = load(env={"AVATAR_SERVER_MODELS_TAKE_TURNS": "false",
                          "AVATAR_TTS_SPEAK_AHEAD_S": "1.5", "AVATAR_LLM_MAX_SENTENCES": "0"})

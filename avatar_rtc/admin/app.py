@@ -7,18 +7,17 @@ from aiohttp.typedefs import Middleware
 
 from avatar_rtc.admin import history, profiles
 from avatar_rtc.admin.auth import auth_middleware
-from avatar_rtc.admin.errors import api_errors
 from avatar_rtc.admin.ratelimit import rate_limit_middleware
-from avatar_rtc.admin.voices import public_voices
-from avatar_rtc.app import STATE, AppState
+from avatar_rtc.state import STATE, AppState
 
 
 def create_admin_app(state: AppState) -> web.Application:
-    """The /admin/api routes. The parent's json_errors middleware also runs first, so
-    aiohttp's own errors (405, 413 on a JSON body) are JSON too."""
+    """The /admin/api routes. Their errors, ApiError and aiohttp's own (405, 413 on a
+    JSON body), are answered as JSON by the parent's json_errors middleware, which runs
+    around these."""
     admin = state.settings.admin
-    # Order matters: errors outermost, then who may call, then how often they may write.
-    middlewares: list[Middleware] = [api_errors, auth_middleware(admin.token)]
+    # Order matters: who may call first, then how often they may write.
+    middlewares: list[Middleware] = [auth_middleware(admin.token)]
     limiter = rate_limit_middleware(admin.write_rate_per_min)
     if limiter is not None:
         middlewares.append(limiter)
@@ -42,8 +41,7 @@ async def admin_root(request: web.Request) -> web.StreamResponse:
 
 
 def add_admin(app: web.Application) -> None:
-    """The pages (no auth: they hold no data), the public voice list and the API."""
-    app.router.add_get("/api/voices", public_voices)
+    """The pages (no auth: they hold no data) and the API."""
     app.router.add_get("/admin", admin_root)
     app.router.add_get("/admin/", index_page)
     app.router.add_get("/admin/calls", calls_page)

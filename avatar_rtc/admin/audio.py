@@ -13,6 +13,7 @@ import av
 import numpy as np
 
 from avatar_rtc.backends.base import Pcm, VoiceActivityModel
+from avatar_rtc.errors import AvatarError
 from media.resample import FrameResampler, resample_pcm
 
 PROFILE_RATE = 24000
@@ -22,11 +23,11 @@ MIN_SPEECH_S = 0.5  # voiced time a clip needs to count as speech
 PEAK = 0.89  # about -1 dBFS: loud, with headroom for resampling overshoot
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(AvatarError):
     """The bytes are not audio PyAV can decode."""
 
 
-class ClipError(ValueError):
+class ClipError(AvatarError):
     """Decodable audio that cannot make a voice profile (length, no speech)."""
 
 

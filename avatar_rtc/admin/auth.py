@@ -8,7 +8,7 @@ import ipaddress
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from avatar_rtc.admin.errors import ApiError
+from avatar_rtc.http_errors import ApiError
 
 LOOPBACK_ONLY = "admin API is loopback-only: set admin.token"
 

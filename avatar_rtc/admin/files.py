@@ -9,8 +9,10 @@ import os
 import shutil
 from pathlib import Path
 
+from avatar_rtc.errors import AvatarError
 
-class OutsideDataDir(ValueError):
+
+class OutsideDataDir(AvatarError):
     """A stored path leads out of the data folder; it is never served or deleted."""
 
 

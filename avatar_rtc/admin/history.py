@@ -13,13 +13,12 @@ import av
 from aiohttp import web
 
 from avatar_rtc.admin.audio import AudioDecodeError, cut_segment, wav_bytes
-from avatar_rtc.admin.errors import ApiError
 from avatar_rtc.admin.files import OutsideDataDir, existing_file, remove_file, remove_tree
 from avatar_rtc.admin.params import iso, limit_param, page_json, page_params, path_id, time_param
-from avatar_rtc.admin.profiles import store_of
-from avatar_rtc.admin.voices import data_dir
-from avatar_rtc.app import STATE
+from avatar_rtc.admin.resources import data_dir, store_of
+from avatar_rtc.http_errors import ApiError
 from avatar_rtc.recordings import RECORDINGS_DIR
+from avatar_rtc.state import STATE
 from avatar_rtc.storage import CallRecord, TurnRecord
 
 log = logging.getLogger(__name__)

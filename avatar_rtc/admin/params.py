@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from avatar_rtc.admin.errors import ApiError
+from avatar_rtc.http_errors import ApiError
+from avatar_rtc.storage import canonical_id
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 
 
-def canonical_uuid(text: str) -> str | None:
-    """A UUID in its canonical form (the form ids are stored in), or None."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None
-
-
 def parse_id(text: str) -> str:
-    value = canonical_uuid(text)
+    value = canonical_id(text)
     if value is None:
         raise ApiError(400, "invalid id")
     return value

@@ -23,26 +23,25 @@ from avatar_rtc.admin.audio import (
     normalize_peak,
     wav_bytes,
 )
-from avatar_rtc.admin.errors import ApiError
 from avatar_rtc.admin.files import OutsideDataDir, existing_file, remove_tree, write_atomic
-from avatar_rtc.admin.params import page_json, page_params, path_id
+from avatar_rtc.admin.params import iso, page_json, page_params, path_id
+from avatar_rtc.admin.resources import data_dir, ready_backends, store_of
 from avatar_rtc.admin.uploads import read_form
-from avatar_rtc.admin.voices import (
+from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, VoiceActivityModel
+from avatar_rtc.backends.registry import Backends
+from avatar_rtc.http_errors import ApiError
+from avatar_rtc.state import STATE, AppState
+from avatar_rtc.storage import VoiceProfileRecord, new_id, utc_now
+from avatar_rtc.voices import (
     CLONING_BACKENDS,
     PIPER,
     PROFILE_BACKENDS,
     NotDrivable,
-    data_dir,
+    drivable_by,
     loaded_backends,
-    profile_json,
-    ready_backends,
     running_backend,
     voice_for_profile,
 )
-from avatar_rtc.app import STATE, AppState
-from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, VoiceActivityModel
-from avatar_rtc.backends.registry import Backends
-from avatar_rtc.storage import Store, VoiceProfileRecord, new_id, utc_now
 from media.resample import resample_pcm
 
 log = logging.getLogger(__name__)
@@ -53,12 +52,6 @@ MIN_SPEED, MAX_SPEED = 0.5, 2.0
 SYNTH_MAX_CHARS = 500
 FORM_FIELDS = frozenset({"name", "description", "reference_text", "backend", "voice", "speed"})
 PATCHABLE = ("name", "description", "reference_text", "voice", "speed")
-
-
-def store_of(state: AppState) -> Store:
-    if state.store is None:
-        raise ApiError(503, "storage is not open")
-    return state.store
 
 
 async def _profile(state: AppState, request: web.Request) -> VoiceProfileRecord:
@@ -77,6 +70,25 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object")
     return body
+
+
+def profile_json(profile: VoiceProfileRecord) -> dict[str, Any]:
+    params = profile.params
+    return {
+        "id": profile.id,
+        "name": profile.name,
+        "description": profile.description,
+        "backend": profile.backend,
+        "voice": params.get("voice"),
+        "speed": params.get("speed", 1.0),
+        "reference_text": profile.reference_text,
+        "duration_s": params.get("duration_s"),
+        "audio_url": f"/admin/api/profiles/{profile.id}/audio"
+        if profile.reference_audio_path else None,
+        "drivable_by": drivable_by(profile),
+        "created_at": iso(profile.created_at),
+        "updated_at": iso(profile.updated_at),
+    }
 
 
 # --- field checks ------------------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from avatar_rtc.admin.errors import ApiError
+from avatar_rtc.http_errors import ApiError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Full buckets are forgotten past this many clients, so the table cannot grow forever.

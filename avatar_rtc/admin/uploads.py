@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from avatar_rtc.admin.errors import ApiError
+from avatar_rtc.http_errors import ApiError
 
 CHUNK_BYTES = 64 * 1024
 

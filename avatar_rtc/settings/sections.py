@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from avatar_rtc.errors import AvatarError
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant on a phone call. "
     "Answer in one or two short spoken sentences. "
@@ -16,7 +18,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(AvatarError):
     """A setting is missing, unknown or out of range; the message names it."""
 
 

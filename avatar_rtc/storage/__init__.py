@@ -5,7 +5,14 @@ Entry point: ``store = await Store.open(url)``; see store.Store.
 
 from .db import default_url
 from .errors import SchemaTooNewError, StorageError, StoreClosedError
-from .records import CallRecord, TurnRecord, VoiceProfileRecord, new_id, utc_now
+from .records import (
+    CallRecord,
+    TurnRecord,
+    VoiceProfileRecord,
+    canonical_id,
+    new_id,
+    utc_now,
+)
 from .store import Store
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "StoreClosedError",
     "TurnRecord",
     "VoiceProfileRecord",
+    "canonical_id",
     "default_url",
     "new_id",
     "utc_now",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from avatar_rtc.errors import AvatarError
 
-class StorageError(Exception):
+
+class StorageError(AvatarError):
     """Base class for storage failures the caller can act on."""
 
 

@@ -16,6 +16,14 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def canonical_id(text: str) -> str | None:
+    """``text`` as an id in its canonical UUID form (the form ids are stored in), or None."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
