@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.calls import conversation_config
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.replay.measure import audible_at, first_quiet, last_audible_end, longest_silence
@@ -24,7 +25,6 @@ from avatar_rtc.replay.sources import AudioSource, load_audio
 from avatar_rtc.replay.summary import render
 from avatar_rtc.replay.timeline import OriginalTurn, TimelineTurn
 from avatar_rtc.replay.webrtc import WebrtcOptions, replay_webrtc
-from avatar_rtc.calls import conversation_config
 from tests.conftest import LiveServer
 from tests.fakes import LONG_REPLY, FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
 from tests.replay_audio import encode

@@ -211,8 +211,8 @@ def _run_offline(args: argparse.Namespace) -> int:
 
 async def _offline(args: argparse.Namespace, settings: settings_mod.Settings) -> Timeline:
     from avatar_rtc.backends.registry import load_backends
-    from avatar_rtc.replay.offline import load_recorded_call, replay_offline
     from avatar_rtc.calls import conversation_config
+    from avatar_rtc.replay.offline import load_recorded_call, replay_offline
 
     # Everything about the input is checked before the models load (seconds).
     original, call_id = None, None
