@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatar_rtc.backends.plugins import backend_names
+
 ENV_PREFIX = "AVATAR_"
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -253,7 +255,10 @@ class Settings:
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
             (self.stt.compute_type in STT_COMPUTE_TYPES,
              f"stt.compute_type: one of {', '.join(STT_COMPUTE_TYPES)}"),
-            (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
+            (self.stt.backend in (stt := backend_names("stt")),
+             f"stt.backend: {' or '.join(stt)}"),
+            (self.llm.backend in (llm := backend_names("llm")),
+             f"llm.backend: {' or '.join(llm)}"),
             (
                 self.llm.backend != "openai" or bool(self.llm.base_url),
                 "llm.base_url is required with llm.backend=openai",
@@ -261,9 +266,10 @@ class Settings:
             (self.llm.weights in ("q8_0", "q4_1"), "llm.weights: q8_0 or q4_1"),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
             (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
-            (self.tts.backend in TTS_BACKENDS, f"tts.backend: one of {', '.join(TTS_BACKENDS)}"),
-            (all(b in TTS_BACKENDS for b in self.tts.backends),
-             f"tts.backends: each one of {', '.join(TTS_BACKENDS)}"),
+            (self.tts.backend in (tts := backend_names("tts")),
+             f"tts.backend: one of {', '.join(tts)}"),
+            (all(b in tts for b in self.tts.backends),
+             f"tts.backends: each one of {', '.join(tts)}"),
             (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
             (_is_device(self.tts.device), "tts.device: cpu, cuda or cuda:N"),
             (self.tts.profile_cache_size >= 1, "tts.profile_cache_size must be >= 1"),
@@ -288,7 +294,6 @@ class Settings:
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
-TTS_BACKENDS = ("piper", "f5-tts", "cosyvoice")
 STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
                      "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 

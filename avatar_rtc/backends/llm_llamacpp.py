@@ -4,13 +4,12 @@ llama-cpp-python keeps the KV cache of the previous prompt and re-evaluates only
 tokens after the longest common prefix, so the system prompt and earlier turns cost
 nothing on later turns of a call. Each call's conversation therefore keeps its own
 context (KV cache) from a small pool; the weights are memory-mapped once. One model
-thread interleaves the calls token by token, most urgent reply first (see scheduler).
+thread interleaves the calls token by token, most urgent reply first (see model_thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -22,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.cpu_turns import CpuTurns
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
+from avatar_rtc.backends.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,9 @@ Conversation = list[tuple[str, str]]
 
 
 @dataclass(eq=False)
-class _Context:
+class KvContext:
+    """One call's llama.cpp context: its KV cache holds that call's conversation."""
+
     llama: Any
     busy: bool = False
     last_used: float = 0.0
@@ -190,6 +194,10 @@ class _Context:
 _NEXT_USER = "\x00next user message\x00"
 
 
+def _conversation(messages: list[ChatMessage]) -> Conversation:
+    return [(m.role, m.content) for m in messages]
+
+
 def _payload(conversation: Conversation) -> Any:
     return [{"role": role, "content": text} for role, text in conversation]
 
@@ -231,17 +239,6 @@ def _tokens(llama: Any, prompt: str, added_special: bool) -> list[int]:
     return list(llama.tokenize(prompt.encode(), add_bos=not added_special, special=True))
 
 
-@contextlib.contextmanager
-def _llm_errors() -> Iterator[None]:
-    """Any failure of the model leaves as a BackendError of stage "llm"."""
-    try:
-        yield
-    except BackendError:
-        raise
-    except Exception as exc:
-        raise BackendError("llm", str(exc)) from exc
-
-
 def _shared_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     """How many leading items two sequences (messages, tokens) have in common."""
     count = 0
@@ -272,9 +269,12 @@ class LlamaCppLlm:
         cpu: CpuTurns | None = None,
         weights: str = "q8_0",
         cache_dir: Path | None = None,
+        thread_choice: ThreadChoice | None = None,
     ) -> None:
         """`model_path`: a GGUF; empty: the packaged SmolLM2 with `weights` (one of
-        PACKAGED_WEIGHTS), converted into `cache_dir` when not as shipped."""
+        PACKAGED_WEIGHTS), converted into `cache_dir` when not as shipped.
+        `thread_choice`: picks each step's thread count, up to `n_threads` (none given:
+        one that counts no live calls)."""
         path = Path(model_path) if model_path else packaged_model(weights, cache_dir)
         if not path.is_file():
             raise BackendError("llm", f"GGUF model not found: {path}")
@@ -284,7 +284,7 @@ class LlamaCppLlm:
         started = time.perf_counter()
         # All contexts up front: a context made mid-call would cost that call its load
         # and a cold prompt. The weights are memory-mapped once and shared.
-        self._contexts = [_Context(self._load()) for _ in range(max(1, max_contexts))]
+        self._contexts = tuple(KvContext(self._load()) for _ in range(max(1, max_contexts)))
         log.info("llama.cpp %s loaded in %.2fs (%d contexts)", path.name,
                  time.perf_counter() - started, len(self._contexts))
         self.name = (f"llama.cpp {path.stem}" if model_path
@@ -294,10 +294,25 @@ class LlamaCppLlm:
         self._seed = seed
         self._vocab = self._contexts[0].llama  # tokenizes for every context
         self._prompter = _Prompter(self._vocab)
-        self._threads = ThreadChoice(n_threads)
-        self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
+        self._threads = thread_choice or ThreadChoice(n_threads)
+        self._thread = ModelThread("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
         self._lock = threading.Lock()
         self._ended: set[str] = set()  # sessions released (their calls ended)
+
+    @property
+    def contexts(self) -> tuple[KvContext, ...]:
+        """Its contexts (the KV caches of the calls in flight), for inspection: they
+        are used on the model thread only."""
+        return self._contexts
+
+    def prompt(self, messages: list[ChatMessage]) -> list[int]:
+        """The tokens of the prompt for the reply to `messages`, as `stream` renders it."""
+        return self._prompter.render(self._vocab, _conversation(messages))[0]
+
+    def prefill_prompt(self, messages: list[ChatMessage], user_prefix: str = "") -> list[int]:
+        """The tokens `prefill` evaluates: the prompt up to the next user message's
+        first `user_prefix`."""
+        return self._prompter.open_user(self._vocab, _conversation(messages), user_prefix)
 
     def _load(self) -> Any:
         from llama_cpp import Llama
@@ -334,7 +349,7 @@ class LlamaCppLlm:
             log.info("dropped the %d oldest exchanges to fit the context window", dropped)
         return tokens, stops
 
-    def _set_threads(self, context: _Context) -> int:
+    def _set_threads(self, context: KvContext) -> int:
         """Before each step: the thread count that has been fastest lately."""
         threads = self._threads.pick()
         # A prompt follows the same choice: on one thread when one is faster now.
@@ -346,7 +361,7 @@ class LlamaCppLlm:
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
 
-    def _acquire(self, tokens: list[int], session: str) -> _Context:
+    def _acquire(self, tokens: list[int], session: str) -> KvContext:
         """The idle context where this prompt costs least to evaluate: the session's
         own, or a free one (its call ended, or it was left alone for STALE_S). Only
         when none is idle, another live call's, counting the tokens overwritten: that
@@ -357,7 +372,7 @@ class LlamaCppLlm:
         with self._lock:
             ended = set(self._ended)
 
-        def cost(context: _Context) -> tuple[bool, int, float]:
+        def cost(context: KvContext) -> tuple[bool, int, float]:
             shared = context.reusable(tokens)
             taken = (context.session != session and context.session not in ended
                      and now - context.last_used <= STALE_S)
@@ -372,8 +387,8 @@ class LlamaCppLlm:
         return best
 
     def _generate(self, messages: list[ChatMessage], session: str, stop: threading.Event,
-                  slot: list[_Context]) -> Iterator[str]:
-        conversation: Conversation = [(m.role, m.content) for m in messages]
+                  slot: list[KvContext]) -> Iterator[str]:
+        conversation = _conversation(messages)
         tokens, stops = self._fit(
             conversation, lambda c: self._prompter.render(self._vocab, c), last=1)
         context = self._acquire(tokens, session)
@@ -412,10 +427,10 @@ class LlamaCppLlm:
             context.last_used = time.monotonic()
 
     def _prefill(self, messages: list[ChatMessage], user_prefix: str, session: str,
-                 slot: list[_Context]) -> Iterator[None]:
+                 slot: list[KvContext]) -> Iterator[None]:
         """Evaluates the prompt up to the next user message's first words, a slice per
         step (it runs in the background: urgent work goes between the slices)."""
-        conversation: Conversation = [(m.role, m.content) for m in messages]
+        conversation = _conversation(messages)
         tokens, _ = self._fit(
             conversation,
             lambda c: (self._prompter.open_user(self._vocab, c, user_prefix), []), last=0)
@@ -437,7 +452,7 @@ class LlamaCppLlm:
             context.busy = False
         yield None  # the context is free before the stream's last step
 
-    def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
+    def _ready(self, gate: CpuGate | None, slot: list[KvContext]) -> Callable[[], bool]:
         """Waits for a free context, then steps aside while the turn's gate is shut."""
 
         def ready() -> bool:
@@ -448,22 +463,23 @@ class LlamaCppLlm:
         return ready
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
+        priority: Priority | None = None,
     ) -> AsyncIterator[str]:
-        slot: list[_Context] = []  # the context, once the model thread picked one
-        with _llm_errors():
-            async for delta in self._worker.iterate(
+        slot: list[KvContext] = []  # the context, once the model thread picked one
+        with backend_errors("llm"):
+            async for delta in self._thread.iterate(
                 lambda stop: self._generate(messages, session, stop, slot),
-                ready=self._ready(gate, slot),
+                priority=priority, ready=self._ready(gate, slot),
             ):
                 yield delta
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
                       session: str = "") -> None:
         # Background: runs only while the model thread has nothing else to do.
-        slot: list[_Context] = []
-        with _llm_errors():
-            async for _ in self._worker.iterate(
+        slot: list[KvContext] = []
+        with backend_errors("llm"):
+            async for _ in self._thread.iterate(
                 lambda _stop: self._prefill(context, user_prefix, session, slot),
                 ready=self._ready(None, slot), background=True,
             ):
@@ -486,4 +502,4 @@ class LlamaCppLlm:
             context.last_used = 0.0  # they hold no call's conversation
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self._thread.close()
