@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from avatar_rtc.backends import llm_llamacpp
+from avatar_rtc.backends import smollm2
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage
 from avatar_rtc.backends.cpu_gate import CpuGate
-from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm, packaged_model
+from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm
+from avatar_rtc.backends.smollm2 import packaged_model
 from avatar_rtc.backends.thread_choice import ThreadChoice
 from avatar_rtc.conversation.chunker import SentenceChunker
 from avatar_rtc.settings import DEFAULT_SYSTEM_PROMPT
@@ -182,8 +183,8 @@ def test_the_conversion_is_made_once_and_again_for_a_new_package(  # type: ignor
     # and the copy of the old one goes.
     shipped = tmp_path / "shipped" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     shipped.parent.mkdir()
-    shipped.write_bytes(llm_llamacpp.packaged_model_path().read_bytes())
-    monkeypatch.setattr(llm_llamacpp, "packaged_model_path", lambda: shipped)
+    shipped.write_bytes(smollm2.packaged_model_path().read_bytes())
+    monkeypatch.setattr(smollm2, "packaged_model_path", lambda: shipped)
     second = packaged_model("q8_0", tmp_path)
     assert second != first and second.is_file() and not first.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([second.name, "shipped"])
