@@ -31,7 +31,8 @@ class Shared:
 
     live_calls: LiveCalls = field(default_factory=LiveCalls)
     cpu: CpuTurns | None = None
-    _device_threads: dict[str, ModelThread] = field(default_factory=dict)
+    _device_threads: dict[str, ModelThread] = field(default_factory=dict, init=False,
+                                                    repr=False)
 
     def cpu_for(self, device: str) -> CpuTurns | None:
         """The CPU turns a model on `device` takes part in (a GPU model takes none)."""
