@@ -18,11 +18,13 @@ from avatar_rtc.backends.base import (
     CUT_SHORT,
     BackendError,
     ChatMessage,
-    CpuGate,
     Pcm,
     Transcript,
     Voice,
 )
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.live_calls import LiveCalls
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
 
 RATE = 16000
@@ -68,11 +70,14 @@ class FakeStt:
     delay_s: float = 0.02
     calls: list[int] = field(default_factory=list)  # samples of each final transcript
     partials: list[int] = field(default_factory=list)  # ... of each partial one
+    priorities: list[Priority | None] = field(default_factory=list)  # of each final one
     name: str = "fake-stt"
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
-                         partial: bool = False) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
+                         priority: Priority | None = None) -> Transcript:
         (self.partials if partial else self.calls).append(len(pcm))
+        if not partial:
+            self.priorities.append(priority)
         await asyncio.sleep(self.delay_s)
         return Transcript(self.text, "en", len(pcm) / sample_rate)
 
@@ -93,6 +98,7 @@ class FakeLlm:
     prefills: list[list[ChatMessage]] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)  # the user_prefix of each prefill
     sessions: list[str] = field(default_factory=list)  # of each request and prefill
+    priorities: list[Priority | None] = field(default_factory=list)  # of each request
     released: list[str] = field(default_factory=list)
     cancelled: int = 0
     completed: int = 0
@@ -101,12 +107,14 @@ class FakeLlm:
     name: str = "fake-llm"
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
+        priority: Priority | None = None,
     ) -> AsyncIterator[str]:
         """Generates in a background task, as llama.cpp does on its own thread: tokens
         keep coming whether or not the conversation is reading them."""
         self.requests.append(list(messages))
         self.sessions.append(session)
+        self.priorities.append(priority)
         if self.fail:
             raise BackendError("llm", "model crashed")
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -160,13 +168,16 @@ class FakeTts:
     sample_rate: int = 24000
     seconds_per_char: float = 0.04
     texts: list[str] = field(default_factory=list)
+    priorities: list[Priority | None] = field(default_factory=list)  # of each text
     name: str = "fake-tts"
 
     delay_s: float = 0.005
     on_text: Callable[[str], None] | None = None  # called as each synthesis starts
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
         self.texts.append(text)
+        self.priorities.append(priority)
         if self.on_text is not None:
             self.on_text(text)
         await asyncio.sleep(self.delay_s)
@@ -186,9 +197,11 @@ class FakeTts:
 
 
 def fake_backends(**kwargs: object) -> Backends:
+    """`live_calls`: shared by several calls' backends, they count each other."""
     return Backends(
         vad=EnergyVad(),
         stt=kwargs.get("stt", FakeStt()),  # type: ignore[arg-type]
         llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
         tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]
+        live_calls=kwargs.get("live_calls", LiveCalls()),  # type: ignore[arg-type]
     )

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from avatar_rtc.backends import llm_llamacpp
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm, packaged_model
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends import smollm2
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.llm_llamacpp import PREFILL_SLICE, LlamaCppLlm
+from avatar_rtc.backends.smollm2 import packaged_model
+from avatar_rtc.backends.thread_choice import ThreadChoice
 from avatar_rtc.conversation.chunker import SentenceChunker
 from avatar_rtc.settings import DEFAULT_SYSTEM_PROMPT
 
@@ -40,11 +42,11 @@ async def test_each_conversation_keeps_its_own_cache(llm: LlamaCppLlm) -> None:
     reply_a = await _reply(llm, a1, "a")
     reply_b = await _reply(llm, b1, "b")
     # The second conversation got a context of its own instead of evicting the first.
-    assert len(llm._contexts) == 2
+    assert len(llm.contexts) == 2
     def holds(messages: list[ChatMessage]) -> list[int]:
         """The contexts whose KV cache holds this prompt."""
-        prompt, _ = llm._prompter.render(llm._vocab, [(m.role, m.content) for m in messages])
-        return [i for i, c in enumerate(llm._contexts) if c.shared_with(prompt) == len(prompt)]
+        prompt = llm.prompt(messages)
+        return [i for i, c in enumerate(llm.contexts) if c.shared_with(prompt) == len(prompt)]
 
     assert len(holds(a1)) == 1 and len(holds(b1)) == 1 and holds(a1) != holds(b1)
     # A's next turn goes back to the context that holds A.
@@ -79,10 +81,10 @@ class _ScriptedChoice(ThreadChoice):
 
 
 async def test_each_token_runs_on_the_thread_count_picked_and_is_timed() -> None:
-    model = LlamaCppLlm(max_tokens=6, temperature=0.0, max_contexts=1)
-    model._threads = choice = _ScriptedChoice()
+    choice = _ScriptedChoice()
+    model = LlamaCppLlm(max_tokens=6, temperature=0.0, max_contexts=1, thread_choice=choice)
     applied: list[tuple[int, int]] = []
-    ctx = model._contexts[0].llama._ctx
+    ctx = model.contexts[0].llama._ctx
     original = ctx.set_n_threads
 
     def set_n_threads(n: int, n_batch: int) -> None:
@@ -154,8 +156,8 @@ async def test_the_packaged_model_converted_to_q8_0_answers_as_shipped(tmp_path)
     q8 = LlamaCppLlm(max_tokens=12, temperature=0.0, max_contexts=1, cache_dir=tmp_path)
     q4 = LlamaCppLlm(max_tokens=12, temperature=0.0, max_contexts=1, weights="q4_1")
     try:
-        assert q8._vocab.metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
-        assert q4._vocab.metadata["general.file_type"] == "3"  # Q4_1, as shipped
+        assert q8.contexts[0].llama.metadata["general.file_type"] == "7"  # LLAMA_FTYPE_MOSTLY_Q8_0
+        assert q4.contexts[0].llama.metadata["general.file_type"] == "3"  # Q4_1, as shipped
         assert q8.name.endswith("Q8_0") and q4.name.endswith("Q4_1")
         # Greedy replies open with the same words. (Converted to Q4_0 alike, the
         # model says "The weather usually likes in spring." and "A spider's legs are
@@ -181,8 +183,8 @@ def test_the_conversion_is_made_once_and_again_for_a_new_package(  # type: ignor
     # and the copy of the old one goes.
     shipped = tmp_path / "shipped" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     shipped.parent.mkdir()
-    shipped.write_bytes(llm_llamacpp.packaged_model_path().read_bytes())
-    monkeypatch.setattr(llm_llamacpp, "packaged_model_path", lambda: shipped)
+    shipped.write_bytes(smollm2.packaged_model_path().read_bytes())
+    monkeypatch.setattr(smollm2, "packaged_model_path", lambda: shipped)
     second = packaged_model("q8_0", tmp_path)
     assert second != first and second.is_file() and not first.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([second.name, "shipped"])
@@ -200,7 +202,7 @@ def test_weights_that_cannot_be_made_are_a_clear_error(tmp_path) -> None:  # typ
 def _count_evaluated(llm: LlamaCppLlm) -> list[int]:
     """Records how many tokens each llama.cpp eval call of every context takes."""
     counts: list[int] = []
-    for context in llm._contexts:
+    for context in llm.contexts:
         original = context.llama.eval
 
         def counting(tokens, original=original):  # type: ignore[no-untyped-def]
@@ -217,7 +219,7 @@ async def test_prefill_leaves_only_the_users_words_for_the_turn(llm: LlamaCppLlm
     context = [*first, ChatMessage("assistant", reply)]
     question = "And what is the capital of Spain?"
     tail = f"{question}<|im_end|>\n<|im_start|>assistant\n"  # SmolLM2's ChatML
-    turn_tokens = len(llm._contexts[0].llama.tokenize(tail.encode(), add_bos=False,
+    turn_tokens = len(llm.contexts[0].llama.tokenize(tail.encode(), add_bos=False,
                                                       special=True))
     counts = _count_evaluated(llm)
 
@@ -239,7 +241,7 @@ async def test_prefill_of_the_first_words_heard_leaves_only_the_rest(
     context = _ask("Hello")[:-1]
     heard, question = "How many legs does", "How many legs does a spider have?"
     rest = " a spider have?<|im_end|>\n<|im_start|>assistant\n"
-    rest_tokens = len(llm._contexts[0].llama.tokenize(rest.encode(), add_bos=False,
+    rest_tokens = len(llm.contexts[0].llama.tokenize(rest.encode(), add_bos=False,
                                                       special=True))
     counts = _count_evaluated(llm)
 
@@ -254,7 +256,7 @@ async def test_prefill_of_the_first_words_heard_leaves_only_the_rest(
     # Words the final transcript does not confirm are replaced, not kept.
     counts.clear()
     await llm.prefill(context, "How many eggs")
-    assert sum(counts) == len(llm._contexts[0].llama.tokenize(b" eggs", add_bos=False))
+    assert sum(counts) == len(llm.contexts[0].llama.tokenize(b" eggs", add_bos=False))
 
 
 async def test_a_prefill_that_is_no_longer_needed_is_dropped(llm: LlamaCppLlm) -> None:
@@ -273,14 +275,10 @@ async def test_a_prefill_ends_and_frees_its_context_when_it_is_the_only_one() ->
     single = LlamaCppLlm(max_tokens=8, temperature=0.0, max_contexts=1)
     try:
         await asyncio.wait_for(single.prefill(_ask("Hello")[:-1], "How many"), 30)
-        assert not single._contexts[0].busy
+        assert not single.contexts[0].busy
         assert await asyncio.wait_for(_reply(single, _ask("How many legs has a cat?")), 30)
     finally:
         await single.aclose()
-
-
-def _prompt(llm: LlamaCppLlm, messages: list[ChatMessage]) -> list[int]:
-    return llm._prompter.render(llm._vocab, [(m.role, m.content) for m in messages])[0]
 
 
 async def test_calls_that_began_alike_keep_their_own_contexts() -> None:
@@ -299,14 +297,14 @@ async def test_calls_that_began_alike_keep_their_own_contexts() -> None:
         for turn in range(3):
             for session, messages in calls.items():
                 counts.clear()
-                before = len(_prompt(llm, [*messages[:-1], ChatMessage("user", "")]))
+                before = len(llm.prompt([*messages[:-1], ChatMessage("user", "")]))
                 reply = await _reply(llm, messages, session)
                 evaluated[session].append(counts[0])
-                new_tokens[session].append(len(_prompt(llm, messages)) - before)
+                new_tokens[session].append(len(llm.prompt(messages)) - before)
                 if turn < 2:
                     messages += [ChatMessage("assistant", reply.strip()),
                                  ChatMessage("user", questions[session][turn])]
-        owners = [c.session for c in llm._contexts]
+        owners = [c.session for c in llm.contexts]
         assert sorted(o for o in owners if o) == ["a", "b"], owners
         # From the second turn on, a turn evaluates little more than its new question
         # (the end of the reply before it is re-tokenized as the history has it).
@@ -324,7 +322,7 @@ async def test_a_long_prefill_runs_in_slices_that_urgent_work_goes_between(
     context = [SYSTEM, ChatMessage("user", "Tell me about the sea."),
                ChatMessage("assistant", " ".join(["The sea is wide and deep and blue."] * 30))]
     evals: list[tuple[int, int]] = []  # (context, tokens)
-    for index, ctx in enumerate(llm._contexts):
+    for index, ctx in enumerate(llm.contexts):
         original = ctx.llama.eval
 
         def tagged(tokens, original=original, index=index):  # type: ignore[no-untyped-def]
@@ -339,7 +337,7 @@ async def test_a_long_prefill_runs_in_slices_that_urgent_work_goes_between(
     reply = await _reply(llm, _ask("Say yes."), "b")
     await prefill
     slices = [n for i, n in evals if i == prefilling]
-    expected = llm._prompter.open_user(llm._vocab, [(m.role, m.content) for m in context])
+    expected = llm.prefill_prompt(context)
     assert sum(slices) == len(expected) and max(slices) <= PREFILL_SLICE
     # The reply's prompt went in before the prefill's last slice.
     first_reply_eval = next(k for k, (i, _) in enumerate(evals) if i != prefilling)
@@ -361,13 +359,13 @@ async def test_a_history_that_drops_its_oldest_exchange_is_not_evaluated_again(
     # The history keeps its last two exchanges: the first is gone from the prompt.
     trimmed = [SYSTEM, *history[2:], ChatMessage("user", questions[3])]
     reply = await _reply(llm, trimmed, "a")
-    prompt = _prompt(llm, trimmed)
-    kept = _prompt(llm, [SYSTEM, *history[2:], ChatMessage("user", "")])
+    prompt = llm.prompt(trimmed)
+    kept = llm.prompt([SYSTEM, *history[2:], ChatMessage("user", "")])
     # Only the new question (and the end of the reply before it) is evaluated: the two
     # exchanges kept moved up in the KV cache.
     assert counts[0] <= len(prompt) - len(kept) + 24, (counts, len(prompt))
     assert len(prompt) > 60 and reply.strip()
-    context = next(c for c in llm._contexts if c.session == "a")
+    context = next(c for c in llm.contexts if c.session == "a")
     assert context.shared_with(prompt) == len(prompt)
 
 
@@ -381,10 +379,10 @@ async def test_a_conversation_longer_than_the_context_window_drops_its_oldest_ex
                         ChatMessage("assistant", "People use it every day for counting things "
                                                  "and for measuring them, at home and at work.")]
         messages = [SYSTEM, *history, ChatMessage("user", "And the number 13?")]
-        assert len(_prompt(small, messages)) > 512  # llama.cpp would refuse it whole
+        assert len(small.prompt(messages)) > 512  # llama.cpp would refuse it whole
         assert (await _reply(small, messages, "a")).strip()
         # The reply had room: the prompt kept leaves max_tokens free.
-        assert small._contexts[0].llama.n_tokens <= 512
+        assert small.contexts[0].llama.n_tokens <= 512
         await small.prefill([SYSTEM, *history], "And the", session="a")  # fits the same way
         too_long = [SYSTEM, ChatMessage("user", "word " * 600)]
         with pytest.raises(BackendError, match="no room for a reply"):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage
-from avatar_rtc.backends.llm_llamacpp import packaged_model_path
 from avatar_rtc.backends.llm_openai import OpenAiLlm
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.backends.smollm2 import packaged_model_path
 from avatar_rtc.caller import Caller
 from tests.conftest import LiveServer, free_port
 from tests.speech import speak, with_silence, word_error_rate

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from avatar_rtc.backends import factories
 from avatar_rtc.backends.base import BackendError
-from avatar_rtc.backends.registry import _build_one_tts
+from avatar_rtc.backends.factories import Shared
 from avatar_rtc.models_download import MODELS, download
 from avatar_rtc.settings import Settings
 
@@ -48,7 +49,7 @@ def test_the_default_settings_look_where_it_downloads(tmp_path: Path) -> None:
     for name, expected in (("f5-tts", "models/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors"),
                            ("cosyvoice", "models/CosyVoice2-0.5B")):
         with pytest.raises(BackendError) as caught:
-            _build_one_tts(name, settings, {})
+            factories.TTS[name](settings, Shared())
         assert f"weights not found: {tmp_path / expected}" in str(caught.value)
 
 

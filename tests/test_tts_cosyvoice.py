@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from avatar_rtc.backends.base import BackendError, Voice
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts, import_loader
 
 RATE = 24000
@@ -88,8 +89,9 @@ def voice(clip: Path, profile: str = "p1", speed: float = 1.0) -> Voice:
                  reference_audio=str(clip), reference_text="A reference sentence.")
 
 
-async def collect(tts: CosyVoiceTts, text: str, v: Voice) -> list[np.ndarray]:
-    return [pcm async for pcm in tts.synthesize(text, v)]
+async def collect(tts: CosyVoiceTts, text: str, v: Voice,
+                  priority: Priority | None = None) -> list[np.ndarray]:
+    return [pcm async for pcm in tts.synthesize(text, v, priority=priority)]
 
 
 async def test_reference_registered_once_per_profile(tmp_path: Path) -> None:
@@ -156,6 +158,43 @@ async def test_cancel_closes_cosyvoice_generator(tmp_path: Path) -> None:
         assert model.produced < 100
     finally:
         await tts.aclose()
+
+
+class Logged(StandIn):
+    """Notes each piece it makes as (text, index)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.log: list[tuple[str, int]] = []
+
+    def inference_zero_shot(self, tts_text: str, *args: Any, **kwargs: Any
+                            ) -> Iterator[dict[str, Any]]:
+        for i, piece in enumerate(super().inference_zero_shot(tts_text, *args, **kwargs)):
+            self.log.append((tts_text, i))
+            yield piece
+
+
+async def test_an_urgent_first_chunk_jumps_the_queue(tmp_path: Path) -> None:
+    """The GPU model thread serves the most urgent stream first, as the CPU models' do:
+    a reply's first chunk does not wait for another call's long sentence."""
+    model = Logged(chunks=40, chunk_s=0.05, delay_s=0.005)
+    tts = make(tmp_path, model)
+    clip = write_clip(tmp_path / "ref.wav")
+    try:
+        await collect(tts, "Warm.", voice(clip))  # the profile is prepared
+        model.log.clear()
+        long = asyncio.create_task(collect(tts, "Long.", voice(clip)))
+        while len(model.log) < 3:  # noqa: ASYNC110 - pieces come from the model thread
+            await asyncio.sleep(0.001)
+        model.chunks = 3
+        first = await collect(tts, "First.", voice(clip), priority=Priority(urgent=True))
+        assert first
+        await long
+    finally:
+        await tts.aclose()
+    start = model.log.index(("First.", 0))
+    assert model.log[start:start + 3] == [("First.", i) for i in range(3)], model.log
+    assert model.log[-1] == ("Long.", 39), model.log
 
 
 async def test_cosyvoice3_prompt_gets_its_system_prefix(tmp_path: Path) -> None:

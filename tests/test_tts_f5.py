@@ -143,7 +143,7 @@ class StepCounter:
 def tts(tiny: TinyF5) -> Iterator[Any]:
     backend = make_tts(tiny)
     yield backend
-    backend._worker.close()
+    backend.thread.close()
 
 
 async def collect(tts: Any, text: str, voice: Voice) -> list[np.ndarray]:
@@ -240,7 +240,7 @@ async def test_cancel_stops_between_flow_steps(tiny: TinyF5, device: str) -> Non
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await tts._worker.run(lambda: None)  # queued behind the cancelled synthesis
+        await tts.thread.run(lambda: None)  # queued behind the cancelled synthesis
         # 8 sentences x 64 steps would be hundreds of passes; the pass running when the
         # listener left finished, the next one never started.
         assert steps.count <= 2

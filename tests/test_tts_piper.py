@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.thread_choice import ThreadChoice
 from avatar_rtc.backends.tts_piper import PACKAGED_VOICE, PiperTts
 
 
@@ -22,7 +22,8 @@ async def test_the_packaged_voice_speaks_a_piece_per_sentence() -> None:
 
 
 async def test_a_sentence_runs_on_the_session_whose_threads_were_faster_lately() -> None:
-    tts = PiperTts(PACKAGED_VOICE, voices_dir=None, threads=2)
+    choice = ThreadChoice(2)
+    tts = PiperTts(PACKAGED_VOICE, voices_dir=None, threads=2, thread_choice=choice)
     sessions: list[int] = []
     original = tts._load
 
@@ -32,7 +33,6 @@ async def test_a_sentence_runs_on_the_session_whose_threads_were_faster_lately()
         return voice
 
     tts._load = load  # type: ignore[method-assign]
-    choice = tts._threads
     try:
         for fast, slow in ((2, 1), (1, 2)):
             for _ in range(ThreadChoice.SAMPLES):

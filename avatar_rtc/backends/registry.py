@@ -1,7 +1,10 @@
 """Builds the configured backends once per process; every call shares them.
 
-Each model is loaded once and has one worker thread; GPU TTS backends on the same
-device share one worker, so their requests take turns instead of contending.
+Each backend comes from a factory picked by its name in the settings: a built-in one
+(`avatar_rtc.backends.factories`) or one an installed package adds through an entry
+point (`avatar_rtc.plugins`). Each model is loaded once and has one model
+thread; GPU TTS backends on the same device share one, so their requests take turns
+instead of contending.
 """
 
 from __future__ import annotations
@@ -9,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from avatar_rtc.admission import Admission, default_probe
+from avatar_rtc.backends import factories
 from avatar_rtc.backends.base import (
     BackendError,
     LanguageModel,
@@ -20,11 +25,15 @@ from avatar_rtc.backends.base import (
     TextToSpeech,
     VoiceActivityModel,
 )
-from avatar_rtc.backends.scheduler import CpuTurns
-from avatar_rtc.backends.worker import ModelWorker
+from avatar_rtc.backends.cpu_turns import CpuTurns
+from avatar_rtc.backends.factories import Factory, Shared
+from avatar_rtc.backends.live_calls import LiveCalls
+from avatar_rtc.plugins import Kind, backend_names, plugins
 from avatar_rtc.settings import Settings
 
 log = logging.getLogger(__name__)
+
+B = TypeVar("B")
 
 
 @dataclass
@@ -36,6 +45,8 @@ class Backends:
     # Per configured TTS backend, "tts/<name>": "ready" or "unavailable: <why>".
     status: dict[str, str] = field(default_factory=dict)
     admission: Admission = field(default_factory=Admission)
+    # The calls served now: each conversation counts itself in, the models read it.
+    live_calls: LiveCalls = field(default_factory=LiveCalls)
 
     def describe(self) -> dict[str, str]:
         described = {"vad": self.vad.name, "stt": self.stt.name, "llm": self.llm.name,
@@ -50,117 +61,55 @@ class Backends:
             await backend.aclose()
 
 
+def factory(kind: Kind, name: str, builtin: Mapping[str, Factory[B]]) -> Factory[B]:
+    """The factory of backend `name`: built in, or from the installed package that
+    declares it in the entry-point group of `kind`."""
+    if name in builtin:
+        return builtin[name]
+    entry_point = plugins(kind).get(name)
+    if entry_point is None:
+        raise BackendError(kind, f"unknown {kind} backend {name!r}; have "
+                                 f"{', '.join(backend_names(kind))}")
+    try:
+        loaded: Any = entry_point.load()
+    except Exception as exc:
+        raise BackendError(kind, f"cannot load {kind} backend {name!r} from "
+                                 f"{entry_point.value}: {exc}") from exc
+    return cast(Factory[B], loaded)
+
+
 def _build(settings: Settings) -> Backends:
-    from avatar_rtc.backends.stt_whisper import WhisperStt
     from avatar_rtc.backends.vad_silero import SileroVad
 
-    data_dir = Path(settings.storage.data_dir)
-    cpu = CpuTurns() if settings.server.models_take_turns else None
+    shared = Shared(cpu=CpuTurns() if settings.server.models_take_turns else None)
     vad = SileroVad()
-    stt = WhisperStt(
-        settings.stt.model,
-        cache_dir=data_dir / "models",
-        device=settings.stt.device,
-        compute_type=settings.stt.compute_type,
-        cpu_threads=settings.stt.cpu_threads,
-        language=settings.stt.language,
-        beam_size=settings.stt.beam_size,
-        min_window_s=settings.stt.min_window_s,
-        cpu=cpu if settings.stt.device == "cpu" else None,
-    )
-    llm: LanguageModel
-    if settings.llm.backend == "openai":
-        from avatar_rtc.backends.llm_openai import OpenAiLlm
-
-        llm = OpenAiLlm(
-            settings.llm.base_url,
-            model=settings.llm.model,
-            api_key=settings.llm.api_key,
-            max_tokens=settings.llm.max_tokens,
-            temperature=settings.llm.temperature,
-            seed=settings.llm.seed,
-            timeout_s=settings.llm.request_timeout_s,
-        )
-    else:
-        from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
-
-        llm = LlamaCppLlm(
-            settings.llm.model_path,
-            n_threads=settings.llm.n_threads,
-            n_batch_threads=settings.llm.n_batch_threads,
-            n_ctx=settings.llm.n_ctx,
-            max_tokens=settings.llm.max_tokens,
-            temperature=settings.llm.temperature,
-            seed=settings.llm.seed,
-            # One KV cache per call in flight, so no call evicts another's.
-            max_contexts=settings.server.max_calls,
-            cpu=cpu,
-            weights=settings.llm.weights,
-            cache_dir=data_dir / "models",
-        )
-    tts, status = build_tts(settings, cpu)
+    stt = factory("stt", settings.stt.backend, factories.STT)(settings, shared)
+    llm = factory("llm", settings.llm.backend, factories.LLM)(settings, shared)
+    tts, status = build_tts(settings, shared)
     admission = Admission(
         max_calls=settings.server.max_calls,
         max_memory_fraction=settings.gpu.max_memory_fraction,
         probe=default_probe(settings.gpu.device_index),
         device=f"cuda:{settings.gpu.device_index}",
     )
-    return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission)
+    return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission,
+                    live_calls=shared.live_calls)
 
 
-def _build_one_tts(name: str, settings: Settings, workers: dict[str, ModelWorker],
-                   cpu: CpuTurns | None = None) -> TextToSpeech:
-    from avatar_rtc.models_download import COSYVOICE, F5_CKPT, VOCOS, default_path
-
-    s = settings.tts
-    data_dir = Path(settings.storage.data_dir)
-    if name == "piper":
-        from avatar_rtc.backends.tts_piper import PiperTts
-
-        return PiperTts(s.voice, voices_dir=data_dir / "voices", threads=s.threads,
-                        speed=s.speed, cpu=cpu)
-    if s.device not in workers:
-        workers[s.device] = ModelWorker(f"tts-{s.device}")
-    worker = workers[s.device]
-    if name == "f5-tts":
-        from avatar_rtc.backends.tts_f5 import F5Tts
-
-        return F5Tts(
-            ckpt=Path(s.f5_ckpt) if s.f5_ckpt else default_path(data_dir, F5_CKPT),
-            vocoder_dir=Path(s.f5_vocoder) if s.f5_vocoder else default_path(data_dir, VOCOS),
-            model=s.f5_model, vocab=s.f5_vocab, device=s.device, nfe_step=s.f5_nfe_step,
-            cfg_strength=s.f5_cfg_strength, sway_sampling=s.f5_sway_sampling,
-            crossfade_ms=s.crossfade_ms, seed=s.seed, speed=s.speed,
-            cache_size=s.profile_cache_size, worker=worker,
-        )
-    if name == "cosyvoice":
-        from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts, repo_voice
-
-        model_dir = (Path(s.cosyvoice_model) if s.cosyvoice_model
-                     else default_path(data_dir, COSYVOICE))
-        return CosyVoiceTts(
-            model_dir, cache_dir=data_dir / "cache" / "cosyvoice", repo=s.cosyvoice_repo,
-            device=s.device, fp16=s.cosyvoice_fp16, stream=s.cosyvoice_stream,
-            crossfade_ms=s.crossfade_ms, speed=s.speed, cache_size=s.profile_cache_size,
-            default_voice=repo_voice(s.cosyvoice_repo, s.speed), worker=worker,
-        )
-    raise BackendError("tts", f"unknown TTS backend {name!r}")
-
-
-def build_tts(settings: Settings, cpu: CpuTurns | None = None
+def build_tts(settings: Settings, shared: Shared | None = None
               ) -> tuple[TextToSpeech, dict[str, str]]:
     """Loads tts.backend (its failure fails startup) and tts.backends (a failure there
     is logged and reported in /health; calls whose profile needs it get that reason)."""
     from avatar_rtc.backends.tts_router import TtsRouter
 
+    shared = shared or Shared()
     default = settings.tts.backend
     wanted = list(dict.fromkeys([default, *settings.tts.backends]))
     loaded: dict[str, TextToSpeech] = {}
     unavailable: dict[str, str] = {}
-    workers: dict[str, ModelWorker] = {}
     for name in wanted:
         try:
-            loaded[name] = _build_one_tts(name, settings, workers, cpu)
+            loaded[name] = factory("tts", name, factories.TTS)(settings, shared)
         except BackendError as exc:
             if name == default:
                 raise

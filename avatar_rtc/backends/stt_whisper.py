@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from avatar_rtc.backends.base import BackendError, Pcm, Transcript
-from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
+from avatar_rtc.backends.base import BackendError, Pcm, Transcript, backend_errors
+from avatar_rtc.backends.cpu_turns import CpuTurns
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +168,7 @@ class WhisperStt:
         self._beam_size = beam_size
         self._min_window_s = min_window_s
         # One thread for every call: final transcripts first, partial ones when idle.
-        self._worker = SharedWorker("stt", cpu=cpu)
+        self._thread = ModelThread("stt", cpu=cpu)
 
     def _encode(self, features: np.ndarray, frames: int) -> Any:
         import ctranslate2
@@ -219,18 +221,14 @@ class WhisperStt:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
         return Transcript(text=text, language=language, audio_s=seconds)
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
-                         partial: bool = False) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
+                         priority: Priority | None = None) -> Transcript:
         if sample_rate != 16000:
             raise BackendError("stt", f"whisper needs 16 kHz audio, got {sample_rate}")
         audio = pcm.astype(np.float32) / 32768.0
-        try:
-            return await self._worker.run(self._transcribe, audio, partial,
-                                          background=partial)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("stt", str(exc)) from exc
+        with backend_errors("stt"):
+            return await self._thread.run(self._transcribe, audio, partial,
+                                          priority=priority, background=partial)
 
     async def warmup(self) -> None:
         t = np.arange(16000) / 16000
@@ -238,4 +236,4 @@ class WhisperStt:
         await self.transcribe(tone, 16000)
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self._thread.close()

@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from avatar_rtc.backends.base import BackendError, Pcm, Voice
+from avatar_rtc.backends.base import BackendError, Pcm, Voice, backend_errors
 from avatar_rtc.backends.crossfade import Audio, StreamJoiner, to_pcm16, trim_silence
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.profile_cache import (
     ProfileCache,
     Reference,
@@ -42,7 +44,6 @@ from avatar_rtc.backends.profile_cache import (
     read_audio,
     reference_of,
 )
-from avatar_rtc.backends.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class CosyVoiceTts:
         speed: float = 1.0,
         cache_size: int = 32,
         default_voice: Voice | None = None,
-        worker: ModelWorker | None = None,
+        thread: ModelThread | None = None,
         loader: Loader | None = None,
     ) -> None:
         if not model_dir.is_dir():
@@ -159,7 +160,8 @@ class CosyVoiceTts:
         self._default = default_voice
         self._speed = speed
         self.name = f"cosyvoice {model_dir.name} ({device}{', fp16' if fp16 else ''})"
-        self._worker = worker or ModelWorker("tts-cosyvoice")
+        # Shared with the other GPU models of its device: a first chunk jumps the queue.
+        self.thread = thread or ModelThread("tts-cosyvoice")
 
     def voices(self) -> list[str]:
         return []
@@ -218,16 +220,14 @@ class CosyVoiceTts:
             if close is not None:
                 close()
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
         if voice.backend != BACKEND and self._default is not None:
             voice = self._default
-        try:
-            async for pcm in self._worker.iterate(lambda stop: self._synthesize(text, voice, stop)):
+        with backend_errors("tts", "cosyvoice: "):
+            async for pcm in self.thread.iterate(
+                    lambda stop: self._synthesize(text, voice, stop), priority=priority):
                 yield pcm
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("tts", f"cosyvoice: {type(exc).__name__}: {exc}") from exc
 
     async def warmup(self) -> None:
         if self._default is not None:
@@ -235,4 +235,4 @@ class CosyVoiceTts:
                 pass
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self.thread.close()

@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from avatar_rtc.backends.base import BackendError, Pcm, Voice
+from avatar_rtc.backends.base import BackendError, Pcm, Voice, backend_errors
 from avatar_rtc.backends.crossfade import Audio, StreamJoiner, to_pcm16, trim_silence
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.profile_cache import (
     ProfileCache,
     Reference,
@@ -34,7 +36,6 @@ from avatar_rtc.backends.profile_cache import (
     read_audio,
     reference_of,
 )
-from avatar_rtc.backends.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class F5Tts:
         speed: float = 1.0,
         cache_size: int = 32,
         default_voice: Voice | None = None,
-        worker: ModelWorker | None = None,
+        thread: ModelThread | None = None,
     ) -> None:
         missing = [p for p in (ckpt, vocoder_dir / "config.yaml", vocoder_dir / "pytorch_model.bin")
                    if not p.is_file()]
@@ -158,7 +159,8 @@ class F5Tts:
         self.cache: ProfileCache[PreparedReference] = ProfileCache(cache_size)
         self._default = default_voice or packaged_voice(speed)
         self.name = f"f5-tts {config.model.name} ({device}, {nfe_step} steps)"
-        self._worker = worker or ModelWorker("tts-f5")
+        # Shared with the other GPU models of its device: a first chunk jumps the queue.
+        self.thread = thread or ModelThread("tts-f5")
         self._stop: threading.Event | None = None
         # Checked before every transformer pass, i.e. between flow-matching steps.
         self._model.transformer.register_forward_pre_hook(self._check_stop)
@@ -232,11 +234,12 @@ class F5Tts:
         speed = voice.speed if voice.speed > 0 else 1.0
         steps = int(voice.params.get("nfe_step", self._nfe_step))
         joiner = StreamJoiner(self.sample_rate, self._crossfade_ms)
-        self._stop = stop
         try:
             for batch in self.batches(text, reference, speed):
                 if stop.is_set():
                     return
+                # Set at every step: the thread steps other streams in between.
+                self._stop = stop
                 wave = self._generate(batch, reference, speed, steps)
                 wave = trim_silence(wave, self.sample_rate)
                 ready = joiner.push(wave)
@@ -251,20 +254,18 @@ class F5Tts:
             self._stop = None
             self._model.transformer.clear_cache()  # a cancelled pass leaves its text cached
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
         if voice.backend != BACKEND:
             voice = self._default
-        try:
-            async for pcm in self._worker.iterate(lambda stop: self._synthesize(text, voice, stop)):
+        with backend_errors("tts", "f5-tts: "):
+            async for pcm in self.thread.iterate(
+                    lambda stop: self._synthesize(text, voice, stop), priority=priority):
                 yield pcm
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("tts", f"f5-tts: {type(exc).__name__}: {exc}") from exc
 
     async def warmup(self) -> None:
         async for _ in self.synthesize("Hello there.", self._default):
             pass
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self.thread.close()

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from avatar_rtc.backends.base import BackendError, Pcm, Voice
-from avatar_rtc.backends.scheduler import CpuTurns, SharedWorker
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.base import BackendError, Pcm, Voice, backend_errors
+from avatar_rtc.backends.cpu_turns import CpuTurns
+from avatar_rtc.backends.model_thread import ModelThread
+from avatar_rtc.backends.priority import Priority
+from avatar_rtc.backends.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,10 @@ def find_voices(voices_dir: Path | None) -> dict[str, Path]:
 
 class PiperTts:
     def __init__(self, default_voice: str, *, voices_dir: Path | None, threads: int = 1,
-                 speed: float = 1.0, cpu: CpuTurns | None = None) -> None:
+                 speed: float = 1.0, cpu: CpuTurns | None = None,
+                 thread_choice: ThreadChoice | None = None) -> None:
+        """`thread_choice`: picks each sentence's thread count, up to `threads` (none
+        given: one that counts no live calls)."""
         from piper import PiperVoice
 
         self._piper_voice = PiperVoice
@@ -58,7 +63,7 @@ class PiperTts:
         if default_voice not in self._available:
             have = ", ".join(sorted(self._available)) or "none"
             raise BackendError("tts", f"Piper voice {default_voice!r} not installed; have {have}")
-        self._threads = ThreadChoice(threads)
+        self._threads = thread_choice or ThreadChoice(threads)
         self._loaded: dict[tuple[str, int], object] = {}  # (voice, threads)
         self._lock = threading.Lock()
         self._default = Voice(backend="piper", name=default_voice, speed=speed)
@@ -68,7 +73,7 @@ class PiperTts:
         self.sample_rate: int = first.config.sample_rate  # type: ignore[attr-defined]
         self.name = f"piper {default_voice}"
         # Shared by every call; a reply's first chunk (urgent) jumps the queue.
-        self._worker = SharedWorker("tts", cpu=cpu)
+        self._thread = ModelThread("tts", cpu=cpu)
 
     def _load(self, name: str, threads: int) -> object:
         """The voice in an onnxruntime session on `threads` threads (they are set per
@@ -126,18 +131,16 @@ class PiperTts:
             self._threads.record(threads, time.perf_counter() - started, pcm.size / rate)
             yield pcm
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
-        try:
-            async for pcm in self._worker.iterate(lambda stop: self._synthesize(text, voice, stop)):
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
+        with backend_errors("tts"):
+            async for pcm in self._thread.iterate(
+                    lambda stop: self._synthesize(text, voice, stop), priority=priority):
                 yield pcm
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError("tts", str(exc)) from exc
 
     async def warmup(self) -> None:
         async for _ in self.synthesize("Hello there.", self._default):
             pass
 
     async def aclose(self) -> None:
-        self._worker.close()
+        self._thread.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, Voice
+from avatar_rtc.backends.priority import Priority
 from media.resample import PcmResampler
 
 COMMON_RATE = 48000  # the WebRTC outbound rate: resampling to it here costs nothing later
@@ -38,9 +39,10 @@ class TtsRouter:
         have = ", ".join(sorted(self._backends))
         raise BackendError("tts", f"TTS backend {voice.backend!r} is not loaded; have {have}")
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
         backend = self.backend_for(voice)
-        audio = backend.synthesize(text, voice)
+        audio = backend.synthesize(text, voice, priority=priority)
         resampler = (PcmResampler(backend.sample_rate, self.sample_rate)
                      if backend.sample_rate != self.sample_rate else None)
         try:

@@ -13,7 +13,6 @@ docs/configuration.md lists them all (``avatar-rtc config-docs`` writes it).
 from .sections import (
     DEFAULT_SYSTEM_PROMPT,
     STT_COMPUTE_TYPES,
-    TTS_BACKENDS,
     AdminSettings,
     GpuSettings,
     IceSettings,
@@ -34,7 +33,6 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "ENV_PREFIX",
     "STT_COMPUTE_TYPES",
-    "TTS_BACKENDS",
     "AdminSettings",
     "GpuSettings",
     "IceSettings",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from avatar_rtc.errors import AvatarError
+from avatar_rtc.plugins import backend_names
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant on a phone call. "
@@ -259,7 +260,10 @@ class Settings:
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
             (self.stt.compute_type in STT_COMPUTE_TYPES,
              f"stt.compute_type: one of {', '.join(STT_COMPUTE_TYPES)}"),
-            (self.llm.backend in ("llama-cpp", "openai"), "llm.backend: llama-cpp or openai"),
+            (self.stt.backend in (stt := backend_names("stt")),
+             f"stt.backend: {' or '.join(stt)}"),
+            (self.llm.backend in (llm := backend_names("llm")),
+             f"llm.backend: {' or '.join(llm)}"),
             (
                 self.llm.backend != "openai" or bool(self.llm.base_url),
                 "llm.base_url is required with llm.backend=openai",
@@ -267,9 +271,10 @@ class Settings:
             (self.llm.weights in ("q8_0", "q4_1"), "llm.weights: q8_0 or q4_1"),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
             (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
-            (self.tts.backend in TTS_BACKENDS, f"tts.backend: one of {', '.join(TTS_BACKENDS)}"),
-            (all(b in TTS_BACKENDS for b in self.tts.backends),
-             f"tts.backends: each one of {', '.join(TTS_BACKENDS)}"),
+            (self.tts.backend in (tts := backend_names("tts")),
+             f"tts.backend: one of {', '.join(tts)}"),
+            (all(b in tts for b in self.tts.backends),
+             f"tts.backends: each one of {', '.join(tts)}"),
             (0.25 <= self.tts.speed <= 4.0, "tts.speed must be 0.25-4"),
             (_is_device(self.tts.device), "tts.device: cpu, cuda or cuda:N"),
             (self.tts.profile_cache_size >= 1, "tts.profile_cache_size must be >= 1"),
@@ -294,7 +299,6 @@ class Settings:
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
-TTS_BACKENDS = ("piper", "f5-tts", "cosyvoice")
 STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
                      "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 

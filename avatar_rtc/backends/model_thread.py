@@ -1,11 +1,11 @@
-"""One model thread shared by every call, serving the most urgent stream first.
+"""One thread per model, shared by every call; its policy says which stream steps next.
 
 A plain single-thread executor runs whole jobs in arrival order: with four callers,
 a new question waits for every reply queued before it to be generated in full. Here
 the thread advances the streams one item (a token, a sentence of audio) at a time
-and always picks the most urgent ready one: a reply that has not reached its first
-audio goes before replies that are already playing and have seconds of audio queued;
-those take turns.
+and, under the urgent-first policy, always picks the most urgent ready one: a reply
+that has not reached its first audio goes before replies that are already playing and
+have seconds of audio queued; those take turns.
 
 On a small CPU the models also take turns with each other (CpuTurns): one step of one
 model at a time, the most urgent first, instead of two models' thread pools fighting
@@ -15,9 +15,7 @@ over the same cores.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-import itertools
+import enum
 import logging
 import threading
 import time
@@ -25,65 +23,26 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from avatar_rtc.backends.cpu_turns import NOTHING_READY, CpuTurns, Rank
+from avatar_rtc.backends.priority import Priority, UserWait
+
 T = TypeVar("T")
-V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
 _END = object()
 
-# Set by the conversation around work the user is waiting for (a reply's first chunk).
-URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("avatar_urgent", default=False)
-
-
-@contextlib.contextmanager
-def _setting(var: contextvars.ContextVar[V], value: V) -> Iterator[None]:
-    """`var` is `value` inside the block (and in tasks and streams started there)."""
-    token = var.set(value)
-    try:
-        yield
-    finally:
-        var.reset(token)
-
-
-def urgent(flag: bool = True) -> contextlib.AbstractContextManager[None]:
-    return _setting(URGENT, flag)
-
-
-@dataclass
-class UserWait:
-    """What the user of one turn is waiting for, in time.monotonic() seconds; every
-    stream started for the turn (transcript, reply, each chunk's audio) carries it.
-
-    `since`: when the user began to wait. Urgent streams rank by it, so a turn's STT,
-    first tokens and first audio keep the turn's place in line whichever model they
-    reach. Ranked by each stream's own start instead, a later turn's transcript would
-    overtake an earlier turn's first tokens: every waiting turn finishes late, instead
-    of the first early.
-
-    `due`: when the reply audio queued so far runs out (None before the first). Taking
-    turns with other replies, the next chunk's tokens and audio could miss it by
-    seconds on a busy CPU (four callers on two cores: 5-13 s silences mid-reply).
-    DUE_LEAD_S before it, the turn's streams turn urgent, in line as if the user had
-    been waiting since then.
-    """
-
-    since: float
-    due: float | None = None
-
-
-USER_WAIT: contextvars.ContextVar[UserWait | None] = contextvars.ContextVar(
-    "avatar_user_wait", default=None)
+# A playing reply's streams turn urgent this long before its queued audio runs out.
 DUE_LEAD_S = 1.0
 
 
-def user_waits(wait: UserWait) -> contextlib.AbstractContextManager[None]:
-    return _setting(USER_WAIT, wait)
+class Policy(enum.Enum):
+    """Which ready stream a model thread steps next."""
 
-
-# (class, time): 0 urgent, 1 playing, 2 background; then the oldest (or longest idle).
-Rank = tuple[int, float]
-_NOTHING_READY: Rank = (3, float("inf"))
+    # Arrival order: each stream runs to its end before the next (priority ignored).
+    FIRST_IN_FIRST_OUT = "first-in-first-out"
+    # Urgent streams first, longest waiting first; the rest take turns.
+    URGENT_FIRST = "urgent-first"
 
 
 @dataclass(eq=False)
@@ -94,21 +53,23 @@ class _Stream:
     urgent: bool
     urgent_items: int
     background: bool
+    wait: UserWait | None
     # Monotonic times, comparable across models (CpuTurns ranks every model's streams).
     created: float = field(default_factory=time.monotonic)
-    wait: UserWait | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     iterator: Iterator[Any] | None = None
     items: int = 0  # delivered
     taken: int = 0  # of those, read by the consumer
     last_step: float = 0.0
 
-    def rank(self) -> Rank:
-        # Urgent streams first, longest waiting first; the rest take turns (round
-        # robin), so a long reply never starves another call's next sentence.
-        # Background work last.
+    def rank(self, policy: Policy) -> Rank:
+        # Background work last, under either policy.
         if self.background:
             return (2, self.created)
+        if policy is Policy.FIRST_IN_FIRST_OUT:
+            return (1, self.created)
+        # Urgent streams first, longest waiting first; the rest take turns (round
+        # robin), so a long reply never starves another call's next sentence.
         if self.urgent or self.items < self.urgent_items:
             return (0, self.created if self.wait is None else self.wait.since)
         # Due soon, unless it is ahead of its reader (by more than the item just handed
@@ -121,70 +82,20 @@ class _Stream:
         return (1, self.last_step or self.created)
 
 
-class CpuTurns:
-    """The local models take turns on the CPU: one step (a token, a sentence of audio,
-    a transcript) at a time, the model with the most urgent ready stream first.
-
-    Each model spreads its step over every core. Two at once (a reply's first chunk
-    of TTS beside another call's next LLM token) share the cores badly: their thread
-    pools spin at barriers while the other holds a core, and the urgent step runs
-    several times slower. Shared by the models of one process; remote and GPU models
-    don't take part.
-    """
-
-    # Waiting models re-rank this often: their streams come, go and get ready.
-    RERANK_S = 0.01
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = False
-        self._waiting: dict[int, Callable[[], Rank]] = {}
-        self._tickets = itertools.count()
-
-    @contextlib.contextmanager
-    def turn(self, rank: Callable[[], Rank]) -> Iterator[Callable[[Rank], bool]]:
-        """Waits until no other model waits with a more urgent stream. `rank` is asked
-        again while waiting: ranked once, a model waiting with background work would
-        hold back the urgent stream that came to it meanwhile.
-
-        Yields `keep(rank)`: after a step, may the model take another without letting
-        go? (Let go, a model's next urgent token could lose the CPU to another model's
-        sentence in the moment before it asks again.)"""
-        ticket = next(self._tickets)
-        with self._cond:
-            self._waiting[ticket] = rank
-            while self._busy or not self._is_next(ticket):
-                self._cond.wait(self.RERANK_S)
-            del self._waiting[ticket]
-            self._busy = True
-        try:
-            yield self._keep
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-
-    def _keep(self, rank: Rank) -> bool:
-        with self._cond:
-            return all(rank <= waiting() for waiting in self._waiting.values())
-
-    def _is_next(self, ticket: int) -> bool:
-        return min(self._waiting, key=lambda t: (self._waiting[t](), t)) == ticket
-
-
-class SharedWorker:
+class ModelThread:
     """A model's one thread; `iterate` streams items from a blocking generator.
 
-    `urgent_items`: a stream counts as urgent until it has produced this many items
-    (an LLM reply's first tokens), or for its whole life if started under `urgent()`.
-    `ready` lets a stream step aside (its turn's CPU gate is held) without blocking
-    the thread for the others. `cpu`: the turns this model takes with the other local
-    models (none: it steps whenever it has work).
+    `urgent_items`: under URGENT_FIRST a stream counts as urgent until it has produced
+    this many items (an LLM reply's first tokens), or for its whole life if its
+    priority is urgent. `ready` lets a stream step aside (its turn's CPU gate is held)
+    without blocking the thread for the others. `cpu`: the turns this model takes with
+    the other local models (none: it steps whenever it has work).
     """
 
-    def __init__(self, name: str, *, urgent_items: int = 0,
-                 cpu: CpuTurns | None = None) -> None:
+    def __init__(self, name: str, *, policy: Policy = Policy.URGENT_FIRST,
+                 urgent_items: int = 0, cpu: CpuTurns | None = None) -> None:
         self.name = name
+        self.policy = policy
         self._urgent_items = urgent_items
         self._cpu = cpu
         self._streams: list[_Stream] = []
@@ -193,11 +104,11 @@ class SharedWorker:
         self._thread = threading.Thread(target=self._loop, name=f"avatar-{name}", daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[..., T], *args: Any, background: bool = False,
-                  **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, priority: Priority | None = None,
+                  background: bool = False) -> T:
         """A single blocking call on the model thread (queued like a one-item stream)."""
-        async for result in self.iterate(lambda _stop: iter([fn(*args, **kwargs)]),
-                                         background=background):
+        async for result in self.iterate(lambda _stop: iter([fn(*args)]),
+                                         priority=priority, background=background):
             return result
         raise RuntimeError("unreachable: a one-item stream ended empty")
 
@@ -205,6 +116,7 @@ class SharedWorker:
         self,
         produce: Callable[[threading.Event], Iterator[T]],
         *,
+        priority: Priority | None = None,
         ready: Callable[[], bool] | None = None,
         background: bool = False,
     ) -> AsyncIterator[T]:
@@ -216,7 +128,7 @@ class SharedWorker:
         generator on the model thread before its next step.
         """
         if self._closed:
-            raise RuntimeError(f"{self.name} worker is closed")
+            raise RuntimeError(f"{self.name} model thread is closed")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
 
@@ -226,14 +138,15 @@ class SharedWorker:
             except RuntimeError:  # loop closed: nobody is listening any more
                 stream.stop.set()
 
+        priority = priority or Priority()
         stream = _Stream(
             produce=produce,
             deliver=deliver,
             ready=ready or (lambda: True),
-            urgent=URGENT.get(),
+            urgent=priority.urgent,
             urgent_items=self._urgent_items,
             background=background,
-            wait=USER_WAIT.get(),
+            wait=priority.wait,
         )
         with self._wake:
             self._streams.append(stream)
@@ -254,8 +167,12 @@ class SharedWorker:
 
     # ---- the model thread ------------------------------------------------------------
 
+    def _rank(self, stream: _Stream) -> Rank:
+        return stream.rank(self.policy)
+
     def _pick(self) -> _Stream | None:
-        """The most urgent stream that may run now; stopped ones are finished here."""
+        """The first stream by the policy that may run now; stopped ones are finished
+        here."""
         ready: list[_Stream] = []
         for stream in list(self._streams):
             if stream.stop.is_set():
@@ -263,13 +180,13 @@ class SharedWorker:
                 self._finish(stream, None)
             elif stream.ready():
                 ready.append(stream)
-        return min(ready, key=_Stream.rank, default=None)
+        return min(ready, key=self._rank, default=None)
 
     def _best_rank(self) -> Rank:
         """The rank of the stream `_pick` would choose now (no side effects)."""
         with self._wake:
-            ranks = [s.rank() for s in self._streams if not s.stop.is_set() and s.ready()]
-        return min(ranks, default=_NOTHING_READY)
+            ranks = [self._rank(s) for s in self._streams if not s.stop.is_set() and s.ready()]
+        return min(ranks, default=NOTHING_READY)
 
     def _loop(self) -> None:
         while True:
@@ -278,7 +195,8 @@ class SharedWorker:
                 while stream is None:
                     if self._closed:
                         for waiting in self._streams:
-                            self._finish(waiting, RuntimeError(f"{self.name} worker closed"))
+                            self._finish(waiting,
+                                         RuntimeError(f"{self.name} model thread closed"))
                         self._streams.clear()
                         return
                     # Gated streams are polled: their gate opens on another thread.
@@ -329,7 +247,8 @@ class SharedWorker:
         stream.deliver(_END, error)
 
     def close(self) -> None:
-        """Ends the thread after the current step; streams still queued get an error."""
+        """Ends the thread after the current step; streams still queued get an error.
+        Closing it again does nothing (backends sharing a thread each close it)."""
         with self._wake:
             self._closed = True
             self._wake.notify()
