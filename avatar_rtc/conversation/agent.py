@@ -89,6 +89,7 @@ class Conversation:
         self._emit_fn = emit
         self._on_turn_finished = on_turn_finished
         self._clock = clock
+        self.voice = voice or backends.tts.default_voice()  # the call speaks with it
         self._vad = backends.vad.stream()
         self._endpointer = Endpointer(config.endpoint)
         self._history = History(config.max_history_turns)
@@ -101,7 +102,7 @@ class Conversation:
         )
         self._replies = ReplyPipeline(
             backends, self._playout, self._history, session=session,
-            voice=voice or backends.tts.default_voice(), system_prompt=config.system_prompt,
+            voice=self.voice, system_prompt=config.system_prompt,
             chunker=config.chunker, max_sentences=config.max_sentences,
             speak_ahead_s=config.speak_ahead_s, clock=clock, on_transcribed=self._announce,
         )
