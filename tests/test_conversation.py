@@ -11,12 +11,10 @@ import pytest
 from avatar_rtc.backends.threads import LIVE_CALLS
 from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import INTERRUPTED_MARK
-from tests.conversation_helpers import CONFIG, harness
+from tests.conversation_helpers import harness
 from tests.fakes import FakeLlm, FakeStt, FakeTts, silence, tone
 
 pytestmark = pytest.mark.timeout(30)
-
-__all__ = ["CONFIG", "harness"]  # other tests drive a conversation through these
 
 
 async def test_a_turn_flows_through_every_stage() -> None:
