@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 import numpy as np
 
@@ -74,6 +75,9 @@ TurnSink = Callable[[Turn], None]
 
 
 class Conversation:
+    """One call's turns: what the user says in, the agent's replies out to `playout`,
+    the events for the page to `emit`, each finished turn to `on_turn_finished`."""
+
     def __init__(
         self,
         backends: Backends,
@@ -158,6 +162,8 @@ class Conversation:
                     self._discard(turn)
                     turn = self._start_turn(audio, speech_end_at)
                 self._commit(turn, at)
+            case _:  # a new endpointer event must be handled here
+                assert_never(event)
 
     # ---- turn lifecycle ------------------------------------------------------------
 
