@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel
 
 from avatar_rtc.backends.base import Voice
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.conversation import events
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.turn import Turn
 from media import InboundAudio, PacedAudioTrack
@@ -21,7 +21,7 @@ from signaling.peers import Peer
 log = logging.getLogger(__name__)
 
 # Events that mean someone is talking: they keep the call from idling out.
-_ACTIVITY_EVENTS = {"vad", "agent_text", "user_transcript"}
+_ACTIVITY_EVENTS = (events.Vad, events.AgentText, events.UserTranscript)
 _MAX_EARLY_EVENTS = 64
 
 
@@ -91,8 +91,8 @@ class Call:
         self._channel = channel
 
         def flush() -> None:
-            channel.send(json.dumps({"type": "hello", "session_id": self.id}))
-            channel.send(json.dumps({"type": "state", "state": self.conversation.state}))
+            channel.send(events.Hello(session_id=self.id).to_json())
+            channel.send(events.State(state=self.conversation.state).to_json())
             for message in self._early_events:
                 channel.send(message)
             self._early_events.clear()
@@ -102,12 +102,12 @@ class Call:
         else:
             channel.on("open", flush)
 
-    def send_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") in _ACTIVITY_EVENTS:
+    def send_event(self, event: events.Event) -> None:
+        if isinstance(event, _ACTIVITY_EVENTS):
             self.peer.touch()
-        if event.get("type") == "error" and self._on_error is not None:
-            self._on_error(self, str(event.get("message", "")))
-        message = json.dumps(event, ensure_ascii=False)
+        if isinstance(event, events.Error) and self._on_error is not None:
+            self._on_error(self, event.message)
+        message = event.to_json()
         channel = self._channel
         if channel is not None and channel.readyState == "open":
             # Once the peer is gone, a send would only fail later in aiortc's SCTP task.
@@ -117,7 +117,7 @@ class Call:
             self._early_events.append(message)
 
     async def _close(self, reason: str) -> None:
-        self.send_event({"type": "bye", "reason": reason})
+        self.send_event(events.Bye(reason=reason))
         await self.conversation.aclose()
         if self.inbound is not None:
             await self.inbound.stop()

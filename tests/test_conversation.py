@@ -3,93 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import gc
-from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 import pytest
 
 from avatar_rtc.backends.threads import LIVE_CALLS
-from avatar_rtc.conversation.agent import Conversation, ConversationConfig, heard_before_cut
-from avatar_rtc.conversation.endpointing import EndpointConfig
-from avatar_rtc.conversation.history import INTERRUPTED_MARK, History
-from avatar_rtc.conversation.turn import Turn
-from media import PacedAudioTrack
-from tests.fakes import FakeLlm, FakeStt, FakeTts, fake_backends, silence, tone
+from avatar_rtc.conversation.events import ConversationState
+from avatar_rtc.conversation.history import INTERRUPTED_MARK
+from tests.conversation_helpers import harness
+from tests.fakes import FakeLlm, FakeStt, FakeTts, silence, tone
 
 pytestmark = pytest.mark.timeout(30)
-
-CONFIG = ConversationConfig(
-    endpoint=EndpointConfig(
-        min_speech_ms=160, end_silence_ms=256, preroll_ms=96, pause_after_ms=64
-    ),
-    system_prompt="Be brief.",
-)
-
-
-class Harness:
-    def __init__(self, conversation: Conversation, track: PacedAudioTrack) -> None:
-        self.conversation = conversation
-        self.track = track
-        self.events: list[dict[str, Any]] = []
-        self.turns: list[Turn] = []
-        self.sent_frames: list[np.ndarray] = []
-        self.changed = asyncio.Event()
-
-    def record(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == kind]
-
-    async def say(self, pcm: np.ndarray, chunk_ms: int = 20) -> None:
-        """Feeds 16 kHz audio in real time, like the inbound track does."""
-        step = 16 * chunk_ms
-        for start in range(0, len(pcm), step):
-            self.conversation.feed(pcm[start : start + step])
-            await asyncio.sleep(chunk_ms / 1000)
-
-    async def wait_for(self, kind: str, count: int = 1, limit_s: float = 10.0) -> None:
-        async with asyncio.timeout(limit_s):
-            while len(self.of_type(kind)) < count:
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@contextlib.asynccontextmanager
-async def harness(config: ConversationConfig = CONFIG,
-                  **backend_overrides: object) -> AsyncIterator[Harness]:
-    track = PacedAudioTrack()
-    backends = fake_backends(**backend_overrides)
-    holder: dict[str, Harness] = {}
-    conversation = Conversation(
-        backends,
-        config,
-        track,
-        emit=lambda e: holder["h"].record(e),
-        on_turn_finished=lambda t: holder["h"].turns.append(t),
-    )
-    h = Harness(conversation, track)
-    holder["h"] = h
-    track.add_tap(lambda pcm: h.sent_frames.append(pcm))
-
-    async def sender() -> None:  # what aiortc's RTP sender does
-        while True:
-            await track.recv()
-
-    task = asyncio.create_task(sender())
-    try:
-        yield h
-    finally:
-        await conversation.aclose()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        track.stop()
 
 
 async def test_a_turn_flows_through_every_stage() -> None:
@@ -118,149 +43,6 @@ async def test_a_turn_flows_through_every_stage() -> None:
         assert h.conversation.history.exchanges[0].agent == end["spoken_text"]
         # The agent's audio went out: non-silent frames were sent.
         assert any(np.abs(f).max() > 1000 for f in h.sent_frames)
-
-
-async def test_the_llm_waits_while_the_first_chunk_is_synthesized() -> None:
-    llm = FakeLlm(token_delay_s=0.002)
-    tts = FakeTts(delay_s=0.1)  # slow first audio: tokens would pile up meanwhile
-    async with harness(llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-        assert llm.held_waits >= 1
-        assert h.of_type("turn_end")[0]["spoken_text"] == llm.reply
-
-
-async def test_later_chunks_are_synthesized_just_in_time() -> None:
-    """Chunks after the first wait until less than speak_ahead_s is left to play, and
-    the LLM waits with them; the reply still plays whole."""
-    reply = ("The first sentence is a fairly long one to speak. The second one is also "
-             "quite long for a test. The third sentence is here. The fourth sentence is "
-             "about tea. The fifth sentence closes this short reply.")
-    llm = FakeLlm(reply=reply, token_delay_s=0.02)  # would finish in 1 s, unpaced
-    tts = FakeTts(seconds_per_char=0.02)  # ~1 s of audio per sentence
-    config = dataclasses.replace(CONFIG, speak_ahead_s=0.4, max_sentences=0)
-    queued_at_start: list[float] = []
-    async with harness(config, llm=llm, tts=tts) as h:
-        tts.on_text = lambda _text: queued_at_start.append(h.track.queued_samples / 48000)
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-        assert h.of_type("turn_end")[0]["spoken_text"] == reply
-    assert len(queued_at_start) == 5, tts.texts
-    # Each later chunk started with at most speak_ahead_s (and a frame) still queued,
-    # though the LLM and TTS could have made them all in a few milliseconds.
-    assert all(left <= 0.4 + 0.025 for left in queued_at_start[1:]), queued_at_start
-    assert max(queued_at_start[1:]) > 0.2, queued_at_start  # ... and not late: no gap
-    assert llm.held_s > 0.5  # the LLM waited for the playout too
-
-
-async def test_without_pacing_every_chunk_is_synthesized_at_once() -> None:
-    reply = "The first sentence is a fairly long one to speak. The second one is long too."
-    tts = FakeTts(seconds_per_char=0.02)
-    config = dataclasses.replace(CONFIG, speak_ahead_s=0.0)
-    queued_at_start: list[float] = []
-    llm = FakeLlm(reply=reply, token_delay_s=0.03)
-    async with harness(config, llm=llm, tts=tts) as h:
-        tts.on_text = lambda _text: queued_at_start.append(h.track.queued_samples / 48000)
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-    assert max(queued_at_start[1:]) > 0.5, queued_at_start
-    assert llm.held_s < 0.25  # against > 0.5 when paced
-
-
-async def _answer(llm: FakeLlm, config: ConversationConfig = CONFIG
-                  ) -> tuple[dict[str, Any], FakeTts, History]:
-    """One question and its whole reply: the turn_end event, the TTS that spoke it and
-    the history after it."""
-    tts = FakeTts()
-    async with harness(config, llm=llm, tts=tts) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.5)]))
-        await h.wait_for("turn_end")
-        end = h.of_type("turn_end")[0]
-    return end, tts, h.conversation.history
-
-
-async def test_a_speaker_tag_opening_the_reply_is_not_spoken() -> None:
-    llm = FakeLlm(reply="L'Alma: Paris is the capital of France.", token_delay_s=0.001)
-    end, tts, history = await _answer(llm)
-    assert tts.texts == ["Paris is the capital of France."]
-    assert end["spoken_text"] == "Paris is the capital of France."
-    # Nor does the history keep the tag: the model would read it back and take it up.
-    assert history.exchanges[0].agent == end["reply_text"] == end["spoken_text"]
-
-
-async def test_a_reply_without_a_speaker_tag_goes_into_the_history_as_the_model_wrote_it(
-        ) -> None:
-    llm = FakeLlm(reply="Here's why: the **sky** scatters blue light.", token_delay_s=0.001)
-    end, tts, history = await _answer(llm)
-    assert tts.texts == ["Here's why: the sky scatters blue light."]
-    # Its own words, markdown included: llama.cpp finds them in its KV cache.
-    assert history.exchanges[0].agent == end["reply_text"].strip() == llm.reply
-
-
-async def test_a_reply_that_repeats_a_sentence_is_cut_there() -> None:
-    llm = FakeLlm(reply="I am sorry for that. I can help with tea. I am sorry for that. "
-                        "I am sorry for that. I am sorry for that.", token_delay_s=0.001)
-    end, tts, history = await _answer(llm)
-    assert end["spoken_text"] == "I am sorry for that. I can help with tea."
-    assert end["reply_text"] == end["spoken_text"]  # the history keeps no loop
-    assert history.exchanges[0].agent == end["spoken_text"]
-    assert llm.cancelled == 1  # generation stopped on the backend
-    assert tts.texts == ["I am sorry for that.", "I can help with tea."]
-
-
-FIVE_SENTENCES = ("Tea is a drink, and a good one. It comes from leaves. People dry them. "
-                  "Then they steep them. That is all.")
-
-
-async def test_a_reply_ends_after_max_sentences() -> None:
-    """Clauses don't count; the sentence after the last one is neither spoken nor
-    generated, and the history keeps what was said."""
-    llm = FakeLlm(reply=FIVE_SENTENCES, token_delay_s=0.001)
-    config = dataclasses.replace(CONFIG, max_sentences=2)
-    end, tts, history = await _answer(llm, config)
-    assert tts.texts == ["Tea is a drink,", "and a good one.", "It comes from leaves."]
-    assert end["spoken_text"] == end["reply_text"] == (
-        "Tea is a drink, and a good one. It comes from leaves.")
-    assert history.exchanges[0].agent == end["spoken_text"]
-    assert llm.cancelled == 1  # generation stopped on the backend
-
-
-async def test_without_a_sentence_limit_the_whole_reply_is_spoken() -> None:
-    llm = FakeLlm(reply=FIVE_SENTENCES, token_delay_s=0.001)
-    end, _, _ = await _answer(llm, dataclasses.replace(CONFIG, max_sentences=0))
-    assert end["spoken_text"] == FIVE_SENTENCES
-    assert llm.cancelled == 0
-
-
-async def test_a_reply_cut_at_the_token_limit_drops_its_unfinished_sentence() -> None:
-    llm = FakeLlm(reply="Tea is a drink. It is made from leaves that are dried and",
-                  token_delay_s=0.001, cut_short=True)
-    end, tts, history = await _answer(llm)
-    assert tts.texts == ["Tea is a drink."]
-    assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
-    assert history.exchanges[0].agent == "Tea is a drink."
-
-
-async def test_a_reply_cut_before_any_sentence_ended_is_still_spoken() -> None:
-    llm = FakeLlm(reply="Tea is made from leaves that are", token_delay_s=0.001,
-                  cut_short=True)
-    _, tts, _ = await _answer(llm)
-    assert tts.texts == ["Tea is made from leaves that are"]  # a fragment beats silence
-
-
-async def test_a_reply_that_repeats_a_short_piece_over_and_over_is_cut_there() -> None:
-    llm = FakeLlm(reply="Tea is a drink. " + "ha " * 40 + "And that is all.",
-                  token_delay_s=0.001)
-    end, tts, _ = await _answer(llm)
-    assert tts.texts == ["Tea is a drink."]
-    assert end["spoken_text"] == end["reply_text"] == "Tea is a drink."
-    assert llm.cancelled == 1  # generation stopped at the repetition, not at its end
-
-
-async def test_a_repetition_before_anything_was_said_leaves_what_came_before_it() -> None:
-    llm = FakeLlm(reply="Well, " + "ha " * 40, token_delay_s=0.001)
-    _, tts, _ = await _answer(llm)
-    assert tts.texts == ["Well, ha"]
 
 
 async def test_a_pause_shorter_than_end_silence_discards_the_speculative_turn() -> None:
@@ -313,19 +95,6 @@ async def test_barge_in_stops_audio_within_a_frame_and_keeps_only_heard_text() -
         assert llm.prefills[-1] == llm.requests[1][:-1]
 
 
-async def test_the_llm_prefills_the_conversation_when_the_user_starts_speaking() -> None:
-    llm = FakeLlm(reply="Hello there.")
-    async with harness(llm=llm) as h:
-        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
-        await h.wait_for("turn_end")
-        assert [[m.content for m in p] for p in llm.prefills] == [["Be brief."]]
-        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
-        await h.wait_for("turn_end", 2)
-        assert len(llm.prefills) == 2
-        assert llm.prefills[1] == llm.requests[1][:-1]  # everything but the new words
-        assert llm.prefills[1][-1].content == "Hello there."
-
-
 async def test_each_call_is_one_llm_session_released_at_hang_up() -> None:
     llm = FakeLlm(reply="Hello there.")
     for _call in range(2):
@@ -349,32 +118,6 @@ async def test_each_open_call_counts_as_live_until_hang_up() -> None:
         await first.conversation.aclose()  # twice: counted out once
         assert LIVE_CALLS.count == before
     assert LIVE_CALLS.count == before
-
-
-async def test_the_llm_reads_the_users_first_words_while_they_still_speak() -> None:
-    # Whisper starts some transcripts lower-case, some not: the LLM reads them one way.
-    stt, llm = FakeStt(text="what is the capital of France?"), FakeLlm()
-    async with harness(stt=stt, llm=llm) as h:
-        await h.say(np.concatenate([tone(1.8), silence(0.5)]))
-        await h.wait_for("turn_end")
-        # Partial transcripts of the speech so far, each longer than the last, all
-        # shorter than the final one (a single transcript of the whole utterance).
-        assert len(stt.partials) >= 2 and len(stt.calls) == 1
-        assert stt.partials == sorted(stt.partials) and stt.partials[-1] < stt.calls[0]
-        # The word being said when the audio was cut is left out; the same words are
-        # prefilled once.
-        assert llm.prefixes == ["", "What is the capital of"]
-        assert llm.prefills[-1] == llm.requests[0][:-1]
-        assert llm.requests[0][-1].content == "What is the capital of France?"
-
-
-async def test_listening_ahead_can_be_turned_off() -> None:
-    stt, llm = FakeStt(), FakeLlm()
-    config = dataclasses.replace(CONFIG, listen_ahead_ms=0)
-    async with harness(config, stt=stt, llm=llm) as h:
-        await h.say(np.concatenate([tone(1.8), silence(0.5)]))
-        await h.wait_for("turn_end")
-        assert stt.partials == [] and llm.prefixes == [""]
 
 
 async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:
@@ -501,13 +244,27 @@ async def test_empty_transcript_makes_no_turn_and_returns_to_listening() -> None
         assert h.conversation.state == "listening"
 
 
-@pytest.mark.parametrize(("partial", "kept"), [
-    ("What is the capital of Fr", "What is the capital of"),
-    ("what is the", "What is"),  # the final transcript is said with a capital
-    ("Tell me something, end...", "Tell me something"),  # the comma is a guess
-    ("How many legs does the sp ... ... ...", "How many legs does the"),
-    ("Hello", ""),
-    ("", ""),
-])
-def test_a_partial_transcript_keeps_the_words_before_the_cut(partial: str, kept: str) -> None:
-    assert heard_before_cut(partial) == kept
+async def test_the_state_starts_listening_and_a_hang_up_closes_it_without_an_event() -> None:
+    async with harness() as h:
+        assert h.conversation.state is ConversationState.LISTENING
+        assert h.conversation.state == "listening"  # a str: the wire value
+        await h.conversation.aclose()
+        assert h.conversation.state is ConversationState.CLOSED
+        h.conversation.feed(tone(0.5))  # heard no more
+        await asyncio.sleep(0.05)
+        assert h.events == [] and h.turns == []
+
+
+async def test_a_barge_in_goes_back_to_listening_and_the_next_turn_thinks_again() -> None:
+    llm = FakeLlm(reply="This is a long answer that keeps going and going. " * 3)
+    async with harness(llm=llm, tts=FakeTts(seconds_per_char=0.06)) as h:
+        await h.say(np.concatenate([tone(0.5), silence(0.4)]))
+        await h.wait_for("agent_text")
+        llm.reply = "Sure."
+        await h.say(np.concatenate([tone(0.3), silence(1.0)]))
+        await h.wait_for("turn_end", 2)
+        states = [e["state"] for e in h.of_type("state")]
+        assert states == ["thinking", "speaking", "listening",
+                          "thinking", "speaking", "listening"], states
+        # The page hears the user start, pause and stop around each turn.
+        assert [e["speaking"] for e in h.of_type("vad")][:2] == [True, False]

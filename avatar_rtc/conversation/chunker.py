@@ -1,17 +1,10 @@
 """Streaming sentence chunker: LLM token deltas in, speakable TTS chunks out.
 
 The pipeline has three stages, each a deterministic function of the text seen so far:
-
-1. ``_MarkdownCleaner`` strips markdown and emoji from the raw stream.  It holds back
-   only what it cannot decide yet (a line start that may be a list marker, ``]`` that may
-   open a link target, ``*``/``_`` whose meaning depends on the next character).  Its
-   output is plain text in which ``"\\n"`` marks a *hard* break (blank line, list item,
-   heading, table row, code fence) and every other newline has become a space.
-2. ``_normalize`` collapses whitespace into single separators (``" "`` or ``"\\n"``) and
-   drops a space left in front of ``! ? , ; : ) …`` (typically by a removed emoji).
-3. ``SentenceChunker._scan`` walks the normalized text and decides, position by position,
-   whether a chunk ends there.  A decision is taken only once the characters it depends on
-   are present; otherwise the scan stops and waits for more text.
+the first two (markdown and emoji out, whitespace normalized) are in cleaner.py; the
+third, ``SentenceChunker._scan``, walks the normalized text and decides, position by
+position, whether a chunk ends there.  A decision is taken only once the characters it
+depends on are present; otherwise the scan stops and waits for more text.
 
 Because no stage ever decides on a prefix something it would decide differently with more
 text, the chunks do not depend on how the stream was split into tokens.
@@ -25,7 +18,16 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ChunkerConfig", "SentenceChunker", "clean_for_speech", "ends_sentence"]
+from avatar_rtc.conversation.cleaner import (
+    CJK_CLAUSE_MARKS,
+    CJK_TERMINATORS,
+    GAP,
+    LATIN_TERMINATORS,
+    MarkdownCleaner,
+    normalize,
+)
+
+__all__ = ["ChunkerConfig", "SentenceChunker", "ends_sentence"]
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,10 @@ class ChunkerConfig:
 # Character classes
 # --------------------------------------------------------------------------------------
 
-_LATIN_TERMINATORS = frozenset(".!?…")
-_CJK_TERMINATORS = frozenset("。！？｡")
 _CLOSERS = frozenset("\"')]}»”’」』】〕）〉》")
 _CLAUSE_MARKS = frozenset(",;:")
-_CJK_CLAUSE_MARKS = frozenset("，、；：､")
 _DASHES = frozenset("—–")
 _SEPARATORS = frozenset(" \n")
-# A space directly in front of these (after a word character) is dropped: "job 🎉!" -> "job!".
-_NO_SPACE_BEFORE = frozenset("!?,;:)…")
-_NO_SPACE_BEFORE_GAP = _NO_SPACE_BEFORE | _LATIN_TERMINATORS | _CJK_TERMINATORS | _CJK_CLAUSE_MARKS
-_GAP = "\x1f"  # emitted by the cleaner where it removed an emoji
-# Symbols of category So that are spoken, not pictographs.
-_KEEP_SYMBOLS = frozenset("°℃℉©®™№")
 
 # Abbreviations, lower-cased, without their final period.
 _ABBREV_NEVER_END = frozenset(
@@ -113,21 +106,6 @@ def _is_wide(ch: str) -> bool:
     return unicodedata.east_asian_width(ch) in ("W", "F")
 
 
-@lru_cache(maxsize=8192)
-def _is_emoji(ch: str) -> bool:
-    """Emoji, pictographs and their glue: So/Sk symbols, variation selectors, ZWJ, tags."""
-    if ch in _KEEP_SYMBOLS:
-        return False
-    code = ord(ch)
-    if (
-        0xFE00 <= code <= 0xFE0F  # variation selectors
-        or code in (0x200B, 0x200C, 0x200D, 0x20E3)  # zero width space/joiners, keycap
-        or 0xE0000 <= code <= 0xE007F  # tag characters (subdivision flags)
-    ):
-        return True
-    return unicodedata.category(ch) in ("So", "Sk")
-
-
 def _weight(ch: str) -> int:
     return 2 if _is_wide(ch) else 1
 
@@ -136,230 +114,12 @@ def _is_speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-# --------------------------------------------------------------------------------------
-# Stage 1: streaming markdown / emoji cleaner
-# --------------------------------------------------------------------------------------
-
-
-class _LineKind(enum.Enum):
-    PLAIN = enum.auto()
-    ITEM = enum.auto()
-    HEADING = enum.auto()
-    TABLE = enum.auto()
-
-
-_HARD_LINE_KINDS = frozenset({_LineKind.ITEM, _LineKind.HEADING, _LineKind.TABLE})
-_MARKER_LIMIT = 40
-_MARKER_RUN = re.compile(rf"[ \t#*+\-•0-9.)>`~_=|:]{{0,{_MARKER_LIMIT}}}")
-_LINE_MARKER = re.compile(
-    r"[ \t]*(?:(?P<quote>>[ \t]?)|(?P<heading>#{1,6})[ \t]|(?P<bullet>[-*+•])[ \t]"
-    r"|(?P<number>\d{1,3})[.)][ \t]|(?P<table>\|))"
-)
-_FENCE = re.compile(r"[ \t]*(?:```|~~~)")
-_RULE_CHARS = frozenset("-*_=|: \t")
-_URL_STOP = re.compile(r"[()\s]")
-_URL_LIMIT = 2048
-_NEEDS_NEXT = frozenset("*_~!]")
-
-
-class _MarkdownCleaner:
-    """Incremental markdown/emoji stripper.  ``feed`` returns the text it could decide."""
-
-    def __init__(self) -> None:
-        self._raw = ""
-        self._line_start = True
-        self._kind = _LineKind.PLAIN
-        self._prev = ""  # previous raw character on the current line
-
-    def _reset(self) -> None:
-        self._raw = ""
-        self._line_start = True
-        self._kind = _LineKind.PLAIN
-        self._prev = ""
-
-    def feed(self, text: str) -> str:
-        self._raw += text.replace("\r", "")
-        return self._run(final=False)
-
-    def finish(self) -> str:
-        out = self._run(final=True)
-        self._reset()
-        return out
-
-    def _run(self, final: bool) -> str:
-        s = self._raw
-        n = len(s)
-        i = 0
-        out: list[str] = []
-        while i < n:
-            if self._line_start:
-                step = self._line_start_step(s, i, final)
-                if step is None:
-                    break
-                i, emitted = step
-                out.append(emitted)
-                continue
-            c = s[i]
-            if c == "\n":
-                out.append("\n" if self._kind in _HARD_LINE_KINDS else " ")
-                self._line_start = True
-                self._kind = _LineKind.PLAIN
-                self._prev = ""
-                i += 1
-                continue
-            if c in _NEEDS_NEXT:
-                if i + 1 >= n and not final:
-                    break
-                nxt = s[i + 1] if i + 1 < n else ""
-                if c == "]" and nxt == "(":
-                    end = self._link_target_end(s, i + 2, final)
-                    if end is None:
-                        break
-                    if end > 0:  # "](url)": drop the target, the text was already emitted
-                        self._prev = ")"
-                        i = end
-                        continue
-                    # not a link target: drop the bracket, keep the parenthesis
-                elif c == "*":
-                    prev_ok = self._prev.isdigit() or self._prev == " "
-                    if prev_ok and (nxt.isdigit() or nxt == " "):
-                        out.append(c)  # arithmetic "2 * 3", not emphasis
-                elif c == "_":
-                    if self._prev.isalnum() and nxt.isalnum():
-                        out.append(" ")  # snake_case -> "snake case"
-                elif c == "~":
-                    if nxt == "~":  # ~~strikethrough~~ marker
-                        self._prev = c
-                        i += 2
-                        continue
-                    out.append(c)
-                elif c == "!" and nxt != "[":  # "![alt](src)": drop the image marker
-                    out.append(c)
-            elif c in "[`":
-                pass
-            elif c == "|" or c == "\t":
-                out.append(" ")
-            else:
-                out.append(_GAP if _is_emoji(c) else c)
-            self._prev = c
-            i += 1
-        self._raw = s[i:]
-        return "".join(out)
-
-    def _link_target_end(self, s: str, start: int, final: bool) -> int | None:
-        """End index of ``(url)`` opened at ``start - 1``; 0 if it is no link; None: wait."""
-        depth = 0
-        for m in _URL_STOP.finditer(s, start):
-            if m.start() - start > _URL_LIMIT:
-                return 0
-            ch = m.group()
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                if depth == 0:
-                    return m.end()
-                depth -= 1
-            else:
-                return 0
-        if len(s) - start > _URL_LIMIT or final:
-            return 0
-        return None
-
-    def _line_start_step(self, s: str, i: int, final: bool) -> tuple[int, str] | None:
-        """Handle block markers at the start of a line.  Returns (next index, output)."""
-        n = len(s)
-        m = _MARKER_RUN.match(s, i)
-        k = m.end() if m else i
-        capped = k - i >= _MARKER_LIMIT
-        if k == n and not capped and not final:
-            return None
-        seg = s[i:k]
-        nxt = s[k] if k < n else ""
-        if _FENCE.match(seg):  # ``` or ~~~ fence line: drop it entirely
-            end = s.find("\n", k)
-            if end < 0:
-                if not final:
-                    return None
-                return n, "\n"
-            return end + 1, "\n"
-        if not capped and nxt in ("\n", ""):
-            body = seg.strip(" \t")
-            if not body:  # blank line
-                return (k + 1 if nxt else k), "\n"
-            if all(ch in _RULE_CHARS for ch in body) and sum(ch in "-*_=" for ch in body) >= 3:
-                return (k + 1 if nxt else k), "\n"  # horizontal rule / table separator
-        marker = _LINE_MARKER.match(seg)
-        if marker is not None:
-            end = i + marker.end()
-            if marker.group("quote") is not None:
-                return end, ""  # stay at line start: "> - item" is a quoted list item
-            self._line_start = False
-            self._prev = ""
-            if marker.group("heading") is not None:
-                self._kind = _LineKind.HEADING
-            elif marker.group("table") is not None:
-                self._kind = _LineKind.TABLE
-            else:
-                self._kind = _LineKind.ITEM
-            return end, "\n"
-        self._line_start = False
-        self._prev = ""
-        self._kind = _LineKind.PLAIN
-        if nxt and not seg.strip(" \t") and _is_emoji(nxt):
-            self._kind = _LineKind.ITEM  # "✅ Done" lines are list items
-            return k, "\n"
-        return i, ""
-
-
-# --------------------------------------------------------------------------------------
-# Stage 2: whitespace normalization
-# --------------------------------------------------------------------------------------
-
-
-def _normalize(buf: str, tail: str, text: str) -> tuple[str, str]:
-    """Append cleaned ``text`` to ``buf``; ``tail`` is a separator not yet committed.
-
-    ``tail`` is "" (none), " ", "\n" (hard break) or ``_GAP`` (a space next to a removed
-    emoji, dropped before punctuation: "Done 🎉." -> "Done.", "Hi🎉there" -> "Hi there").
-    """
-    parts: list[str] = []
-    last = buf[-1] if buf else ""
-    for c in text:
-        if c == "\n":
-            tail = "\n"
-        elif c == _GAP:
-            if tail in ("", " "):
-                tail = _GAP
-        elif c.isspace():
-            if not tail:
-                tail = " "
-        else:
-            if tail:
-                # Only after a word: a space after punctuation may already have ended a chunk.
-                drop_before = _NO_SPACE_BEFORE_GAP if tail == _GAP else _NO_SPACE_BEFORE
-                dropped = tail != "\n" and last.isalnum() and c in drop_before
-                if last and not dropped:
-                    parts.append(" " if tail == _GAP else tail)
-                tail = ""
-            parts.append(c)
-            last = c
-    return buf + "".join(parts), tail
-
-
-def clean_for_speech(text: str) -> str:
-    """Strip markdown and emoji from ``text`` and normalize its whitespace."""
-    cleaner = _MarkdownCleaner()
-    cleaned = cleaner.feed(text) + cleaner.finish()
-    buf, _ = _normalize("", "", cleaned)
-    return buf.replace("\n", " ")
-
-
 def ends_sentence(chunk: str) -> bool:
     """Does this chunk (as SentenceChunker made it) end a sentence, not a clause? The
     chunker only breaks after a terminator where the sentence ends, so no abbreviation
     ("Dr.") or decimal is taken for one."""
     core = chunk.rstrip("".join(_CLOSERS))
-    return bool(core) and (core[-1] in _LATIN_TERMINATORS or core[-1] in _CJK_TERMINATORS)
+    return bool(core) and (core[-1] in LATIN_TERMINATORS or core[-1] in CJK_TERMINATORS)
 
 
 # --------------------------------------------------------------------------------------
@@ -381,7 +141,7 @@ class SentenceChunker:
 
     def __init__(self, config: ChunkerConfig | None = None) -> None:
         self._config = config or ChunkerConfig()
-        self._cleaner = _MarkdownCleaner()
+        self._cleaner = MarkdownCleaner()
         self._buf = ""  # normalized text of the pending chunk and what follows it
         self._tail = ""  # trailing separator not yet committed to _buf
         self._pos = 0  # every position before this one is decided "no break"
@@ -394,7 +154,7 @@ class SentenceChunker:
         """Feed a token/delta; return the chunks it completed."""
         if not text:
             return []
-        self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.feed(text))
+        self._buf, self._tail = normalize(self._buf, self._tail, self._cleaner.feed(text))
         if not self._label_checked and not self._strip_speaker_label(final=False):
             return []
         return self._scan(final=False)
@@ -405,7 +165,7 @@ class SentenceChunker:
         `drop_fragment`: the text was cut off (the LLM's token limit), so what follows
         the last chunk is an unfinished sentence; it is dropped, unless the stream made
         no chunk at all (a fragment beats silence)."""
-        self._buf, self._tail = _normalize(self._buf, self._tail, self._cleaner.finish())
+        self._buf, self._tail = normalize(self._buf, self._tail, self._cleaner.finish())
         if not self._label_checked:
             self._strip_speaker_label(final=True)
         out = self._scan(final=True)
@@ -416,7 +176,7 @@ class SentenceChunker:
 
     def reset(self) -> None:
         """Drop everything pending (barge-in)."""
-        self._cleaner = _MarkdownCleaner()
+        self._cleaner = MarkdownCleaner()
         self._buf = ""
         self._tail = ""
         self._pos = 0
@@ -483,15 +243,15 @@ class SentenceChunker:
         buf = self._buf
         c = buf[i]
         prev = buf[i - 1] if i > 0 else ""
-        if c in _CJK_TERMINATORS:
+        if c in CJK_TERMINATORS:
             return _Decision.YES, i + 1
-        if c in _CJK_CLAUSE_MARKS:
+        if c in CJK_CLAUSE_MARKS:
             return (_Decision.YES if self._long_enough(i + 1) else _Decision.NO), i + 1
-        if c in _LATIN_TERMINATORS:
-            if prev in _LATIN_TERMINATORS:
+        if c in LATIN_TERMINATORS:
+            if prev in LATIN_TERMINATORS:
                 return _Decision.NO, i + 1  # inside a run decided at its start
             end = i
-            while end < len(buf) and buf[end] in _LATIN_TERMINATORS:
+            while end < len(buf) and buf[end] in LATIN_TERMINATORS:
                 end += 1
             while end < len(buf) and buf[end] in _CLOSERS:
                 end += 1
@@ -516,7 +276,7 @@ class SentenceChunker:
         """Character at ``j``: a separator, text, ``_END`` after flush, or None (unknown)."""
         if j < len(self._buf):
             return self._buf[j]
-        if self._tail == _GAP:  # a space unless dropped, which happens only after a word
+        if self._tail == GAP:  # a space unless dropped, which happens only after a word
             return " " if self._buf and not self._buf[-1].isalnum() else None
         if self._tail:
             return self._tail

@@ -7,10 +7,10 @@ import datetime
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from avatar_rtc.backends.base import CpuGate, Pcm
 from avatar_rtc.backends.scheduler import UserWait
+from avatar_rtc.conversation.playout import SpokenChunk
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).
 STAGES = (
@@ -25,70 +25,6 @@ STAGES = (
 )
 
 AUDIO_RATE = 16000  # the user's audio in a turn, as the endpointer hands it over
-
-# Speaking rate used to guess a chunk's length before its synthesis is complete.
-DEFAULT_SAMPLES_PER_CHAR = 48000 / 14.0
-
-
-class PlayoutChunk(Protocol):
-    """What the conversation needs to know of a queued piece of outbound audio."""
-
-    total_samples: int
-    sent_samples: int
-    started_at: float | None
-
-    async def wait(self) -> None: ...
-
-
-@dataclass
-class SpokenChunk:
-    """One text chunk and the audio pieces it was synthesized into."""
-
-    text: str
-    playouts: list[PlayoutChunk] = field(default_factory=list)
-    synthesized: bool = False
-
-    @property
-    def sent_samples(self) -> int:
-        return sum(p.sent_samples for p in self.playouts)
-
-    @property
-    def total_samples(self) -> int:
-        return sum(p.total_samples for p in self.playouts)
-
-
-def cut_at_fraction(text: str, fraction: float) -> str:
-    """The words of `text` fully spoken after `fraction` of its audio played."""
-    if fraction >= 0.999:
-        return text
-    limit = len(text) * max(0.0, fraction)
-    kept: list[str] = []
-    position = 0
-    for word in text.split():
-        start = text.index(word, position)
-        position = start + len(word)
-        if position > limit:
-            break
-        kept.append(word)
-    return " ".join(kept)
-
-
-def heard_text(chunks: list[SpokenChunk], samples_per_char: float) -> str:
-    """The text covered by the samples really sent, cut at a word boundary."""
-    parts: list[str] = []
-    for chunk in chunks:
-        sent, total = chunk.sent_samples, chunk.total_samples
-        if sent <= 0:
-            break
-        if chunk.synthesized and sent >= total:
-            parts.append(chunk.text)
-            continue
-        expected = total if chunk.synthesized else max(total, len(chunk.text) * samples_per_char)
-        part = cut_at_fraction(chunk.text, sent / expected)
-        if part:
-            parts.append(part)
-        break
-    return " ".join(parts)
 
 
 @dataclass

@@ -1,0 +1,190 @@
+"""The reply pipeline of one turn: STT -> LLM tokens -> chunker -> TTS -> playout.
+
+Each stage streams into the next; the reply guards end a small model's reply early.
+
+Scheduling: the models are shared by every live call and serve the most urgent work
+first. Every request this module makes says how urgent it is (`urgent()`,
+`user_waits()`), and the pipeline counts its call among the live ones: the one place
+where a call asks the model threads for their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from avatar_rtc.backends.base import BackendError, CutShort, Voice
+from avatar_rtc.backends.registry import Backends
+from avatar_rtc.backends.scheduler import urgent, user_waits
+from avatar_rtc.backends.threads import LIVE_CALLS
+from avatar_rtc.conversation import guards
+from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
+from avatar_rtc.conversation.endpointing import SAMPLE_RATE
+from avatar_rtc.conversation.history import History
+from avatar_rtc.conversation.listen_ahead import as_said
+from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
+from avatar_rtc.conversation.turn import Turn
+from media.resample import resample_pcm
+from media.silence import trim_leading_silence
+
+log = logging.getLogger(__name__)
+
+
+class ReplyPipeline:
+    """Runs turns for one call; `run` is the body of a turn's task."""
+
+    def __init__(
+        self,
+        backends: Backends,
+        playout: PlayoutTracker,
+        history: History,
+        *,
+        session: str,
+        voice: Voice,
+        system_prompt: str,
+        chunker: ChunkerConfig,
+        max_sentences: int,
+        speak_ahead_s: float,
+        clock: Callable[[], float],
+        on_transcribed: Callable[[Turn], None],
+    ) -> None:
+        self._backends = backends
+        self._playout = playout
+        self._history = history
+        self._session = session  # the LLM keeps this call's KV cache by it
+        self._voice = voice
+        self._system_prompt = system_prompt
+        self._chunker = chunker
+        self._max_sentences = max_sentences
+        self._speak_ahead_s = speak_ahead_s
+        self._clock = clock
+        self._on_transcribed = on_transcribed
+        LIVE_CALLS.enter(self)  # with other calls live, the models step on one thread
+
+    def close(self) -> None:
+        LIVE_CALLS.leave(self)
+        self._backends.llm.release(self._session)
+
+    async def run(self, turn: Turn) -> None:
+        """The reply, until its audio played out (or a failure, stored on the turn)."""
+        try:
+            with user_waits(turn.wait):  # every stage of the turn keeps its place
+                await self._reply(turn)
+            await turn.committed.wait()
+            for chunk in turn.chunks:
+                for playout in chunk.playouts:
+                    await playout.wait()
+        except asyncio.CancelledError:
+            raise
+        except BackendError as exc:
+            turn.error = str(exc)
+            log.warning("turn %s failed: %s", turn.id, exc)
+        except Exception as exc:  # a bug must not leave the agent stuck silent
+            turn.error = f"internal error: {type(exc).__name__}"
+            log.exception("turn %s crashed", turn.id)
+
+    async def _reply(self, turn: Turn) -> None:
+        backends = self._backends
+        turn.mark("stt_start", self._clock())
+        with urgent():  # the user waits on it: before replies already playing
+            transcript = await backends.stt.transcribe(turn.audio, SAMPLE_RATE)
+        turn.user_text = as_said(transcript.text)
+        turn.mark("stt_end", self._clock())
+        self._on_transcribed(turn)
+        if not turn.user_text:
+            return
+        messages = self._history.messages(self._system_prompt, turn.user_text)
+        chunker = SentenceChunker(self._chunker)
+        tokens = backends.llm.stream(messages, turn.gate, session=self._session)
+        cut_short = False
+        try:
+            async for delta in tokens:
+                if isinstance(delta, CutShort):
+                    cut_short = True
+                    continue
+                turn.mark("llm_first_token", self._clock())
+                if (loop := guards.loop_start(turn.reply_text + delta)) is not None:
+                    log.info("turn %s: the reply repeats %r over and over; cut there",
+                             turn.id, (turn.reply_text + delta)[loop:loop + 16])
+                    cut_short = True  # what follows the last chunk is a fragment
+                    if not turn.chunks:  # the chunker may hold part of the repetition
+                        chunker = SentenceChunker(self._chunker)
+                        turn.reply_text, delta = "", (turn.reply_text + delta)[:loop]
+                    else:
+                        delta = delta[:max(0, loop - len(turn.reply_text))]
+                turn.reply_text += delta
+                for text in chunker.push(delta):
+                    if not await self._say(turn, text):
+                        return
+                if cut_short:
+                    break  # closing the stream stops generation
+        finally:
+            await tokens.aclose()  # type: ignore[attr-defined]
+        for text in chunker.flush(drop_fragment=cut_short):
+            if not await self._say(turn, text):
+                return
+        if cut_short:
+            log.info("turn %s: the reply was cut short; its last, unfinished "
+                     "sentence is not spoken", turn.id)
+        if guards.keeps_what_was_said(cut_short=cut_short, speaker_tag=chunker.speaker_tag):
+            turn.reply_text = turn.chunk_text
+
+    async def _say(self, turn: Turn, text: str) -> bool:
+        """Speaks the reply's next chunk; False ends the reply, and the history keeps
+        what was said."""
+        if guards.repeats_a_chunk(text, turn.chunks):
+            log.info("turn %s: the reply repeats itself; cut at %r", turn.id, text)
+            turn.reply_text = turn.chunk_text
+            return False
+        if turn.chunks:
+            await self._wait_for_room(turn)
+        await self._speak(turn, text)
+        if guards.said_enough(turn.chunks, self._max_sentences):
+            log.info("turn %s: %d sentences said; the reply ends there",
+                     turn.id, self._max_sentences)
+            turn.reply_text = turn.chunk_text
+            return False
+        return True
+
+    async def _wait_for_room(self, turn: Turn) -> None:
+        """Just in time: while more than speak_ahead_s of the reply is left to play, its
+        TTS and LLM (through the turn's gate) leave the CPU to calls that wait for their
+        first words. A reply cut short by barge-in wastes no work on what was never said."""
+        limit = self._speak_ahead_s * OUTBOUND_RATE
+        if limit <= 0:
+            return
+        turn.gate.paced = True
+        try:
+            # Slept for the samples left over the limit: no event would come sooner.
+            while (left := turn.unplayed_samples) > limit:  # noqa: ASYNC110
+                await asyncio.sleep((left - limit) / OUTBOUND_RATE)
+        finally:
+            turn.gate.paced = False
+
+    async def _speak(self, turn: Turn, text: str) -> None:
+        turn.mark("first_chunk", self._clock())
+        chunk = SpokenChunk(text)
+        turn.chunks.append(chunk)
+        tts = self._backends.tts
+        first = len(turn.chunks) == 1
+        if first:
+            turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
+        audio = tts.synthesize(text, self._voice)
+        try:
+            with urgent(first):  # the user is waiting for this one: it jumps the TTS queue
+                async for pcm in audio:
+                    turn.gate.release()
+                    if "tts_first_audio" not in turn.marks:
+                        pcm = trim_leading_silence(pcm, tts.sample_rate)
+                    turn.mark("tts_first_audio", self._clock())
+                    pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
+                    await turn.committed.wait()  # a tentative turn holds its audio here
+                    self._playout.enqueue(turn, chunk, pcm48)
+                    # What is queued plays on from now: the rest is due when it ends.
+                    turn.wait.due = time.monotonic() + turn.unplayed_samples / OUTBOUND_RATE
+        finally:
+            turn.gate.release()
+            await audio.aclose()  # type: ignore[attr-defined]
+        self._playout.synthesized(chunk)
