@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from avatar_rtc.backends.base import Pcm, TextToSpeech, Voice
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.caller import Caller
 from avatar_rtc.storage import CallRecord, Store
@@ -48,9 +49,10 @@ class SpyTts:
         self.sample_rate = inner.sample_rate
         self.used: list[Voice] = []
 
-    def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
+    def synthesize(self, text: str, voice: Voice, *,
+                   priority: Priority | None = None) -> AsyncIterator[Pcm]:
         self.used.append(voice)
-        return self.inner.synthesize(text, voice)
+        return self.inner.synthesize(text, voice, priority=priority)
 
     def voices(self) -> list[str]:
         return self.inner.voices()
@@ -116,7 +118,7 @@ async def test_a_profile_chosen_in_the_offer_drives_the_call(
             assert caller.session_id is not None
             call_id = caller.session_id
             live = admin.state.calls[call_id]
-            assert live.conversation._voice == spy.used[0]
+            assert live.conversation.voice == spy.used[0]
         assert end["spoken_text"].strip()
         assert spy.used, "the agent never spoke"
         assert {(v.name, v.speed, v.profile_id) for v in spy.used} == {

@@ -15,8 +15,8 @@ import pytest
 from avatar_rtc.backends import factories
 from avatar_rtc.backends.base import BackendError, ChatMessage
 from avatar_rtc.backends.factories import Shared
-from avatar_rtc.plugins import BUILTIN, backend_names
 from avatar_rtc.backends.registry import factory, load_backends
+from avatar_rtc.plugins import BUILTIN, backend_names
 from avatar_rtc.settings import Settings, SettingsError
 from tests.fakes import silence, tone
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import numpy as np
 import pytest
 
-from avatar_rtc.backends.threads import LIVE_CALLS
+from avatar_rtc.backends.live_calls import LiveCalls
 from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import INTERRUPTED_MARK
 from tests.conversation_helpers import harness
@@ -109,15 +108,14 @@ async def test_each_call_is_one_llm_session_released_at_hang_up() -> None:
 
 
 async def test_each_open_call_counts_as_live_until_hang_up() -> None:
-    gc.collect()  # earlier tests' calls, dropped, stop counting now and not midway
-    before = LIVE_CALLS.count
-    async with harness() as first:
-        assert LIVE_CALLS.count == before + 1
-        async with harness():
-            assert LIVE_CALLS.count == before + 2 and LIVE_CALLS.crowded
+    calls = LiveCalls()  # the process's, shared by its calls' backends
+    async with harness(live_calls=calls) as first:
+        assert calls.count == 1
+        async with harness(live_calls=calls):
+            assert calls.count == 2 and calls.crowded
         await first.conversation.aclose()  # twice: counted out once
-        assert LIVE_CALLS.count == before
-    assert LIVE_CALLS.count == before
+        assert calls.count == 0
+    assert calls.count == 0
 
 
 async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conversation_helpers import harness
 from tests.fakes import FakeLlm, FakeStt, FakeTts, silence, tone
-from tests.test_conversation import harness
 
 pytestmark = pytest.mark.timeout(30)
 

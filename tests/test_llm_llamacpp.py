@@ -417,8 +417,8 @@ async def test_smollm2_s_speaker_tag_stays_out_of_the_history(llm: LlamaCppLlm) 
 
     import numpy as np
 
+    from tests.conversation_helpers import CONFIG, harness
     from tests.fakes import FakeStt, FakeTts, silence, tone
-    from tests.test_conversation import CONFIG, harness
 
     written: list[str] = []
     stream = llm.stream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avatar_rtc.backends.registry import Backends
-from avatar_rtc.conversation.agent import as_said, heard_before_cut
+from avatar_rtc.conversation.listen_ahead import as_said, heard_before_cut
 from media.resample import resample_pcm
 from tests.conftest import LoopThread
 from tests.speech import speak, with_silence, word_error_rate, words

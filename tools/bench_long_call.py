@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu_times, steal_share  # tools/bench.py, beside this script
 
-from avatar_rtc.backends import llm_llamacpp
+from avatar_rtc.backends import kv_context
 from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
 from avatar_rtc.conversation.history import History
 from avatar_rtc.replay.summary import percentile
@@ -77,7 +77,7 @@ def main() -> None:
     for shifted in (True, False):
         # Without the shift, a prompt that lost its oldest exchange shares only the
         # system prompt with the KV cache.
-        llm_llamacpp.MIN_SHIFTED = 32 if shifted else 10**9
+        kv_context.MIN_SHIFTED = 32 if shifted else 10**9
         host = cpu_times()
         firsts = asyncio.run(_conversation(args.max_tokens))
         name = "KV cache shifted" if shifted else "whole history evaluated"

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpu_times, steal_share  # tools/bench.py, beside this script
 
-from avatar_rtc.backends.llm_llamacpp import packaged_model
-from avatar_rtc.backends.threads import ThreadChoice
+from avatar_rtc.backends.smollm2 import packaged_model
+from avatar_rtc.backends.thread_choice import ThreadChoice
 
 
 def _spin() -> None:

@@ -3,9 +3,9 @@
 Each stage streams into the next; the reply guards end a small model's reply early.
 
 Scheduling: the models are shared by every live call and serve the most urgent work
-first. Every request this module makes says how urgent it is (`urgent()`,
-`user_waits()`), and the pipeline counts its call among the live ones: the one place
-where a call asks the model threads for their order.
+first. Every request this module makes says how urgent it is (a `Priority` that
+carries the turn's `UserWait`), and the pipeline counts its call among the live ones:
+the one place where a call asks the model threads for their order.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable
 
 from avatar_rtc.backends.base import BackendError, CutShort, Voice
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
-from avatar_rtc.backends.scheduler import urgent, user_waits
-from avatar_rtc.backends.threads import LIVE_CALLS
 from avatar_rtc.conversation import guards
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
@@ -61,17 +60,17 @@ class ReplyPipeline:
         self._speak_ahead_s = speak_ahead_s
         self._clock = clock
         self._on_transcribed = on_transcribed
-        LIVE_CALLS.enter(self)  # with other calls live, the models step on one thread
+        # With other calls live, the models step on one thread.
+        backends.live_calls.enter(self)
 
     def close(self) -> None:
-        LIVE_CALLS.leave(self)
+        self._backends.live_calls.leave(self)
         self._backends.llm.release(self._session)
 
     async def run(self, turn: Turn) -> None:
         """The reply, until its audio played out (or a failure, stored on the turn)."""
         try:
-            with user_waits(turn.wait):  # every stage of the turn keeps its place
-                await self._reply(turn)
+            await self._reply(turn)
             await turn.committed.wait()
             for chunk in turn.chunks:
                 for playout in chunk.playouts:
@@ -88,8 +87,10 @@ class ReplyPipeline:
     async def _reply(self, turn: Turn) -> None:
         backends = self._backends
         turn.mark("stt_start", self._clock())
-        with urgent():  # the user waits on it: before replies already playing
-            transcript = await backends.stt.transcribe(turn.audio, SAMPLE_RATE)
+        # The user waits on it: before replies already playing. Every stage of the turn
+        # carries turn.wait, so it keeps the turn's place in line whichever model it reaches.
+        transcript = await backends.stt.transcribe(
+            turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
         turn.user_text = as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._on_transcribed(turn)
@@ -97,7 +98,8 @@ class ReplyPipeline:
             return
         messages = self._history.messages(self._system_prompt, turn.user_text)
         chunker = SentenceChunker(self._chunker)
-        tokens = backends.llm.stream(messages, turn.gate, session=self._session)
+        tokens = backends.llm.stream(messages, turn.gate, session=self._session,
+                                     priority=Priority(wait=turn.wait))
         cut_short = False
         try:
             async for delta in tokens:
@@ -171,19 +173,19 @@ class ReplyPipeline:
         first = len(turn.chunks) == 1
         if first:
             turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
-        audio = tts.synthesize(text, self._voice)
+        # The user is waiting for the first chunk: it jumps the TTS queue.
+        audio = tts.synthesize(text, self._voice, priority=Priority(urgent=first, wait=turn.wait))
         try:
-            with urgent(first):  # the user is waiting for this one: it jumps the TTS queue
-                async for pcm in audio:
-                    turn.gate.release()
-                    if "tts_first_audio" not in turn.marks:
-                        pcm = trim_leading_silence(pcm, tts.sample_rate)
-                    turn.mark("tts_first_audio", self._clock())
-                    pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
-                    await turn.committed.wait()  # a tentative turn holds its audio here
-                    self._playout.enqueue(turn, chunk, pcm48)
-                    # What is queued plays on from now: the rest is due when it ends.
-                    turn.wait.due = time.monotonic() + turn.unplayed_samples / OUTBOUND_RATE
+            async for pcm in audio:
+                turn.gate.release()
+                if "tts_first_audio" not in turn.marks:
+                    pcm = trim_leading_silence(pcm, tts.sample_rate)
+                turn.mark("tts_first_audio", self._clock())
+                pcm48 = resample_pcm(pcm, tts.sample_rate, OUTBOUND_RATE)
+                await turn.committed.wait()  # a tentative turn holds its audio here
+                self._playout.enqueue(turn, chunk, pcm48)
+                # What is queued plays on from now: the rest is due when it ends.
+                turn.wait.due = time.monotonic() + turn.unplayed_samples / OUTBOUND_RATE
         finally:
             turn.gate.release()
             await audio.aclose()  # type: ignore[attr-defined]

@@ -8,8 +8,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from avatar_rtc.backends.base import CpuGate, Pcm
-from avatar_rtc.backends.scheduler import UserWait
+from avatar_rtc.backends.base import Pcm
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.priority import UserWait
 from avatar_rtc.conversation.playout import SpokenChunk
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from avatar_rtc.backends.base import (
     ChatMessage,
-    CpuGate,
     LanguageModel,
     Pcm,
     SpeechToText,
@@ -15,6 +14,8 @@ from avatar_rtc.backends.base import (
     Transcript,
     Voice,
 )
+from avatar_rtc.backends.cpu_gate import CpuGate
+from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
 
 
@@ -29,11 +30,12 @@ class _ObservedStt:
     def __init__(self, inner: SpeechToText, activity: Activity) -> None:
         self._inner, self._activity, self.name = inner, activity, inner.name
 
-    async def transcribe(self, pcm: Pcm, sample_rate: int, *,
-                         partial: bool = False) -> Transcript:
+    async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
+                         priority: Priority | None = None) -> Transcript:
         self._activity.working += 1
         try:
-            return await self._inner.transcribe(pcm, sample_rate, partial=partial)
+            return await self._inner.transcribe(pcm, sample_rate, partial=partial,
+                                                priority=priority)
         finally:
             self._activity.working -= 1
 
@@ -52,9 +54,10 @@ class _ObservedLlm:
         self._inner, self._activity, self.name = inner, activity, inner.name
 
     async def stream(self, messages: list[ChatMessage], gate: CpuGate | None = None, *,
-                     session: str = "") -> AsyncIterator[str]:
+                     session: str = "", priority: Priority | None = None
+                     ) -> AsyncIterator[str]:
         self._activity.working += 1
-        tokens = self._inner.stream(messages, gate, session=session)
+        tokens = self._inner.stream(messages, gate, session=session, priority=priority)
         try:
             async for token in tokens:
                 yield token
@@ -84,8 +87,9 @@ class _ObservedTts:
         self._inner, self._activity = inner, activity
         self.name, self.sample_rate = inner.name, inner.sample_rate
 
-    async def synthesize(self, text: str, voice: Voice) -> AsyncIterator[Pcm]:
-        audio = self._inner.synthesize(text, voice)
+    async def synthesize(self, text: str, voice: Voice, *,
+                         priority: Priority | None = None) -> AsyncIterator[Pcm]:
+        audio = self._inner.synthesize(text, voice, priority=priority)
         try:
             while True:
                 self._activity.working += 1

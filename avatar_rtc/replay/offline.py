@@ -20,13 +20,13 @@ import datetime
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.caller import AUDIBLE_PEAK, VOICED_PEAK
+from avatar_rtc.conversation import events as call_events
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.endpointing import FRAME_SAMPLES, SAMPLE_RATE
 from avatar_rtc.conversation.turn import Turn
@@ -161,7 +161,7 @@ async def replay_offline(
     activity = Activity()
     playout = PlayoutQueue(clock)
     played: list[tuple[float, Pcm]] = []  # (slot time, 48 kHz PCM), audible only
-    events: list[tuple[float, dict[str, Any]]] = []
+    events: list[tuple[float, call_events.Event]] = []
     finished: list[Turn] = []
     start = clock()
     conversation = Conversation(
@@ -250,7 +250,7 @@ async def _drive(conversation: Conversation, playout: PlayoutQueue,
         await asyncio.sleep(0)
 
 
-def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, dict[str, Any]]],
+def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, call_events.Event]],
           played: list[tuple[float, Pcm]], user: AudioSource, start: float) -> None:
     agent48 = np.zeros(round(timeline.duration_s * OUT_RATE) + OUT_FRAME, np.int16)
     audible: list[float] = []
@@ -302,12 +302,12 @@ def _fill(timeline: Timeline, finished: list[Turn], events: list[tuple[float, di
                 item.barge_in_pause_ms = round((pause - talk) * 1000, 1)
     open_segment: VadSegment | None = None
     for at, event in events:
-        if event.get("type") != "vad":
+        if not isinstance(event, call_events.Vad):
             continue
-        if event.get("speaking") and open_segment is None:
+        if event.speaking and open_segment is None:
             open_segment = VadSegment(start_s=round(at, 4))
             timeline.vad.append(open_segment)
-        elif not event.get("speaking") and open_segment is not None:
+        elif not event.speaking and open_segment is not None:
             open_segment.end_s = round(at, 4)
             open_segment = None
 
