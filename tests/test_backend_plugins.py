@@ -86,7 +86,7 @@ async def test_an_installed_plugin_is_built_by_its_names_in_the_settings(
 
 @pytest.mark.usefixtures("plugin")
 async def test_a_plugin_backend_serves_a_conversation(tmp_path: Path) -> None:
-    from tests.test_conversation import CONFIG, harness
+    from tests.conversation_helpers import CONFIG, harness
 
     loaded = await load_backends(_settings(tmp_path).validate())
     try:
