@@ -136,7 +136,7 @@ class CallService:
         state = self._state
         try:
             return await voice_named(offer.voice, backends, state.store,
-                                     recordings.data_dir(state.settings))
+                                     state.settings.storage.root)
         except VoiceError as exc:  # the offer asked for it: a bad offer
             raise OfferError(str(exc)) from None
 
@@ -190,7 +190,7 @@ class CallService:
             state.spawn(state.store.end_call(call.id, utc_now(), reason), f"end-call-{call.id}")
             if call.recorder is not None:  # where and how big, once finalized
                 state.spawn(recordings.save_recording(state.store, call,
-                                                      recordings.data_dir(state.settings)),
+                                                      state.settings.storage.root),
                             f"save-recording-{call.id}")
 
 

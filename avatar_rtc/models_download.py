@@ -74,7 +74,7 @@ MODELS: dict[str, ModelSpec] = {
             (Repo("Qwen/Qwen2.5-7B-Instruct-AWQ", "Qwen2.5-7B-Instruct-AWQ"),),
             (),
             ("serve it with: vllm serve <dest>/Qwen2.5-7B-Instruct-AWQ "
-             "--served-model-name Qwen/Qwen2.5-7B-Instruct-AWQ (see README)",),
+             "--served-model-name Qwen/Qwen2.5-7B-Instruct-AWQ (see docs/gpu.md)",),
         ),
     )
 }

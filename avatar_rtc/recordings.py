@@ -35,10 +35,6 @@ SWEEP_INTERVAL_S = 600.0
 MIB = 1024 * 1024
 
 
-def data_dir(settings: Settings) -> Path:
-    return Path(settings.storage.data_dir).resolve()
-
-
 def recording_dir(root: Path, call_id: str) -> Path:
     return root / RECORDINGS_DIR / call_id
 
@@ -52,7 +48,7 @@ def new_recorder(settings: Settings, call_id: str) -> CallRecorder | None:
     """A recorder for a new call, or None when recording is off. No I/O here."""
     if not settings.recording.enabled:
         return None
-    return CallRecorder(recording_dir(data_dir(settings), call_id),
+    return CallRecorder(recording_dir(settings.storage.root, call_id),
                         bitrate_kbps=settings.recording.bitrate_kbps)
 
 
@@ -240,7 +236,7 @@ async def _sweep_forever(state: AppState) -> None:
         store = state.store
         if store is not None and not store.closed:
             try:
-                await sweep(store, data_dir(state.settings), state.settings.recording,
+                await sweep(store, state.settings.storage.root, state.settings.recording,
                             lambda: state.calls.keys())
             except Exception:
                 log.exception("recordings: sweep failed")

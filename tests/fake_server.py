@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.settings import Settings
+from avatar_rtc.state import STATE
 from tests.conftest import make_settings
 from tests.fakes import fake_backends
 

@@ -12,8 +12,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from avatar_rtc.app import STATE, create_app
+from avatar_rtc.app import create_app
 from avatar_rtc.caller import Caller, MicrophoneTrack
+from avatar_rtc.state import STATE
 from avatar_rtc.storage import CallRecord, Store, TurnRecord, default_url
 from tests.conftest import LiveServer
 from tests.fake_server import ClientFactory, base_url, settings_for

@@ -261,7 +261,7 @@ def summarize_runs(timelines: list[Timeline]) -> dict[str, Any]:
               if t.barge_in_pause_ms is not None]
     v2v = figures["voice_to_voice_ms"]
     # Client clock minus the server's own figure: the detection and transport the
-    # server cannot see (issue 4 asks for agreement within 100 ms).
+    # server cannot see (the target: agreement within 100 ms).
     gaps = [t.voice_to_voice_ms - t.timings_ms["first_audio_sent_ms"] for t in turns
             if t.voice_to_voice_ms is not None and "first_audio_sent_ms" in t.timings_ms]
     return {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from avatar_rtc import recordings
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.state import AppState
@@ -25,4 +24,4 @@ def ready_backends(state: AppState) -> Backends:
 
 def data_dir(state: AppState) -> Path:
     """The data folder the stored paths (recordings, profile clips) are relative to."""
-    return recordings.data_dir(state.settings)
+    return state.settings.storage.root

@@ -26,12 +26,8 @@ _LIBPQ_PARAMS = {"host", "sslmode", "sslrootcert", "sslcert", "sslkey", "connect
                  "application_name", "options", "target_session_attrs"}
 
 
-def data_dir(settings: Settings) -> Path:
-    return Path(settings.storage.data_dir).resolve()
-
-
 def database_url(settings: Settings) -> str:
-    return settings.storage.database_url or default_url(data_dir(settings))
+    return settings.storage.database_url or default_url(settings.storage.root)
 
 
 def kind_of(url: str) -> str:

@@ -26,7 +26,6 @@ from avatar_rtc.backup.archive import (
     walk,
 )
 from avatar_rtc.backup.database import (
-    data_dir,
     database_url,
     kind_of,
     pg_has_tables,
@@ -57,7 +56,7 @@ def backup(settings: Settings, output: Path) -> Summary:
     target = _output_path(output)
     url = database_url(settings)
     kind = kind_of(url)
-    root = data_dir(settings)
+    root = settings.storage.root
     partial = target.with_name(target.name + ".partial")
     scratch = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.db")
     try:
@@ -139,7 +138,7 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Summar
         raise BackupError(f"no backup archive at {archive}")
     url = database_url(settings)
     kind = kind_of(url)
-    root = data_dir(settings)
+    root = settings.storage.root
     try:
         tar = tarfile.open(archive, "r:")  # noqa: SIM115 - entered just below
     except (tarfile.TarError, OSError) as exc:

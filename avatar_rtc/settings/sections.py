@@ -7,6 +7,7 @@ beside a field say why its default is what it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 from avatar_rtc.errors import AvatarError
@@ -186,6 +187,11 @@ class TtsSettings:
 class StorageSettings:
     data_dir: str = setting("data", "Folder of the database, recordings and models")
     database_url: str = setting("", "Database URL; empty: SQLite, avatar.db in data_dir")
+
+    @property
+    def root(self) -> Path:
+        """data_dir, absolute: the folder stored paths (recordings, clips) are relative to."""
+        return Path(self.data_dir).resolve()
 
 
 @dataclass
