@@ -57,7 +57,7 @@ async def test_streams_tokens_from_a_real_server(llama_server: str) -> None:
     await llm.aclose()
     assert len(deltas) > 1  # streamed, not one block
     assert "".join(deltas).strip()
-    assert llm._model  # resolved from GET /v1/models
+    assert llm.model  # resolved from GET /v1/models
     assert not any(d is CUT_SHORT for d in deltas)  # the answer ended on its own
 
 

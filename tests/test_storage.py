@@ -24,7 +24,6 @@ from avatar_rtc.storage import (
     new_id,
 )
 from avatar_rtc.storage import search as search_module
-from avatar_rtc.storage.db import execute, fetch_one
 from avatar_rtc.storage.models import Call
 from avatar_rtc.storage.stats import percentile
 
@@ -251,15 +250,12 @@ async def test_schema_too_new_is_a_clear_error(db_path: Path) -> None:
 
 
 async def test_sqlite_pragmas(store: Store, db_path: Path) -> None:
-    async def pragma(name: str) -> Any:
-        row = await store._run(fetch_one, store._db, f"PRAGMA {name}")
-        assert row is not None
-        return row[0]
-
-    assert await pragma("journal_mode") == "wal"
-    assert await pragma("foreign_keys") == 1
-    assert await pragma("synchronous") == 1  # NORMAL
-    assert await pragma("busy_timeout") == 5000
+    assert await store.pragma("journal_mode") == "wal"
+    assert await store.pragma("foreign_keys") == 1
+    assert await store.pragma("synchronous") == 1  # NORMAL
+    assert await store.pragma("busy_timeout") == 5000
+    with pytest.raises(ValueError, match="not a pragma"):
+        await store.pragma("journal_mode; DROP TABLE call")
     with sqlite3.connect(db_path) as conn:  # WAL is persistent, seen by any client
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -293,10 +289,7 @@ async def _ids(store: Store, query: str) -> set[str]:
 
 async def _check_fts_index(store: Store) -> None:
     """Fails if the FTS index drifted from the turn table (rank=1: compare content)."""
-    if store.search_uses_fts:
-        await store._run(
-            execute, store._db, "INSERT INTO turn_fts(turn_fts, rank) VALUES ('integrity-check', 1)"
-        )
+    await store.check_search_index()
 
 
 async def test_search_follows_inserts_updates_and_deletes(search_store: Store) -> None:

@@ -129,7 +129,7 @@ async def test_language_detected_per_turn_or_fixed(multilingual: Path, tmp_path:
     fixed = WhisperStt(str(multilingual), cache_dir=tmp_path, device=device,
                        compute_type=compute_type, language="de")
     try:
-        assert detecting._model.model.is_multilingual
+        assert detecting.multilingual
         detected = await detecting.transcribe(noise(), 16000)
         assert detected.language in LANGUAGES
         assert (await fixed.transcribe(noise(), 16000)).language == "de"
@@ -142,7 +142,7 @@ def test_model_name_found_in_the_models_folder(english: Path, tmp_path: Path) ->
     """tools/download-models puts folders in <data_dir>/models; the name finds them."""
     shutil.copytree(english, tmp_path / "faster-whisper-tiny-random")
     stt = WhisperStt("faster-whisper-tiny-random", cache_dir=tmp_path)
-    assert stt._model.model.is_multilingual is False
+    assert stt.multilingual is False
 
 
 def test_bad_device_compute_type_or_language_fail_at_load(english: Path, tmp_path: Path) -> None:

@@ -37,6 +37,11 @@ class OpenAiLlm:
         self._seed = seed
         self.name = f"openai-compatible {base_url} {model}".strip()
 
+    @property
+    def model(self) -> str:
+        """The model requests name: llm.model, or the server's first (once resolved)."""
+        return self._model
+
     async def _resolve_model(self) -> str:
         if not self._model:
             models = await self._client.models.list()

@@ -160,7 +160,7 @@ class WhisperStt:
         except Exception as exc:
             raise BackendError("stt", f"cannot load whisper model {model!r}: {exc}") from exc
         log.info("whisper %s loaded in %.2fs", model, time.perf_counter() - started)
-        if not self._model.model.is_multilingual and language not in ("", "en"):
+        if not self.multilingual and language not in ("", "en"):
             raise BackendError("stt", f"whisper {model!r} is English-only; "
                                       f"stt.language={language!r} needs a multilingual model")
         self.name = f"faster-whisper {model} ({device}, {compute_type})"
@@ -220,6 +220,12 @@ class WhisperStt:
         if no_speech > 0.8 and len(text.split()) <= 2:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
         return Transcript(text=text, language=language, audio_s=seconds)
+
+    @property
+    def multilingual(self) -> bool:
+        """False for an English-only model (tiny.en): it neither detects nor takes a
+        language."""
+        return bool(self._model.model.is_multilingual)
 
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
                          priority: Priority | None = None) -> Transcript:

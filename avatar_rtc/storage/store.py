@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 
 from . import repo
-from .db import open_database
+from .db import execute, fetch_one, open_database
 from .errors import StoreClosedError
 from .migrations import migrate
 from .models import bind_thread
@@ -153,6 +153,21 @@ class Store:
     async def search_turns(self, query: str, limit: int = 50) -> list[TurnRecord]:
         """Turns whose user_text or reply_text contain every word of ``query``."""
         return await self._run(repo.search_turns, query, limit, self.search_uses_fts)
+
+    async def check_search_index(self) -> None:
+        """Raises if the full-text index drifted from the turn table (SQLite FTS5; the
+        LIKE fallback keeps no index). rank=1 makes SQLite compare the content too."""
+        if self.search_uses_fts:
+            await self._run(execute, self._db,
+                            "INSERT INTO turn_fts(turn_fts, rank) VALUES ('integrity-check', 1)")
+
+    async def pragma(self, name: str) -> Any:
+        """A SQLite setting as the store's own connection sees it (journal_mode,
+        busy_timeout, …): per-connection ones differ from what another client reads."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        row = await self._run(fetch_one, self._db, f"PRAGMA {name}")
+        return None if row is None else row[0]
 
     async def stats(self) -> dict[str, Any]:
         """{"calls", "turns", "interruptions", "cut_off",
