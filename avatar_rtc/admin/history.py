@@ -15,7 +15,7 @@ from aiohttp import web
 from avatar_rtc.admin.audio import AudioDecodeError, cut_segment, wav_bytes
 from avatar_rtc.admin.files import OutsideDataDir, existing_file, remove_file, remove_tree
 from avatar_rtc.admin.params import iso, limit_param, page_json, page_params, path_id, time_param
-from avatar_rtc.admin.resources import data_dir, store_of
+from avatar_rtc.admin.resources import store_of
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.recordings import RECORDINGS_DIR
 from avatar_rtc.state import STATE
@@ -91,7 +91,8 @@ async def _recording(request: web.Request, call: CallRecord, track: str) -> Path
     if not stored:
         raise ApiError(404, f"call {call.id} has no {track} recording")
     try:
-        path = await asyncio.to_thread(existing_file, data_dir(request.app[STATE]), stored)
+        root = request.app[STATE].settings.storage.root
+        path = await asyncio.to_thread(existing_file, root, stored)
     except OutsideDataDir as exc:
         raise ApiError(404, str(exc)) from None
     if path is None:
@@ -174,7 +175,7 @@ async def delete_call(request: web.Request) -> web.Response:
         raise ApiError(409, f"call {call.id} is still in progress")
     if not await store_of(state).delete_call(call.id):
         raise ApiError(404, f"call {call.id} not found")
-    await asyncio.to_thread(_remove_recording, data_dir(state), call)
+    await asyncio.to_thread(_remove_recording, state.settings.storage.root, call)
     return web.Response(status=204)
 
 

@@ -25,7 +25,7 @@ from avatar_rtc.admin.audio import (
 )
 from avatar_rtc.admin.files import OutsideDataDir, existing_file, remove_tree, write_atomic
 from avatar_rtc.admin.params import iso, page_json, page_params, path_id
-from avatar_rtc.admin.resources import data_dir, ready_backends, store_of
+from avatar_rtc.admin.resources import ready_backends, store_of
 from avatar_rtc.admin.uploads import read_form
 from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, VoiceActivityModel
 from avatar_rtc.backends.registry import Backends
@@ -217,7 +217,7 @@ async def create_profile(request: web.Request) -> web.Response:
             raise ApiError(503, f"could not transcribe the clip: {exc}") from None
     profile_id = new_id()
     folder = f"profiles/{profile_id}"
-    root = data_dir(state)
+    root = state.settings.storage.root
     await asyncio.to_thread(_save_clip, root / folder / "reference.wav", pcm)
     now = utc_now()
     profile = VoiceProfileRecord(
@@ -279,7 +279,7 @@ async def delete_profile(request: web.Request) -> web.Response:
     if not await store_of(state).delete_profile(profile_id):
         raise ApiError(404, f"voice profile {profile_id} not found")
     try:
-        await asyncio.to_thread(remove_tree, data_dir(state), f"profiles/{profile_id}")
+        await asyncio.to_thread(remove_tree, state.settings.storage.root, f"profiles/{profile_id}")
     except OSError:
         log.exception("voice profile %s deleted, but its files were not", profile_id)
     return web.Response(status=204)
@@ -291,7 +291,7 @@ async def profile_audio(request: web.Request) -> web.StreamResponse:
     if not profile.reference_audio_path:
         raise ApiError(404, f"voice profile {profile.id} has no reference audio")
     try:
-        path = await asyncio.to_thread(existing_file, data_dir(state),
+        path = await asyncio.to_thread(existing_file, state.settings.storage.root,
                                        profile.reference_audio_path)
     except OutsideDataDir as exc:
         raise ApiError(404, str(exc)) from None
@@ -313,7 +313,7 @@ async def synthesize(request: web.Request) -> web.Response:
     backends = ready_backends(state)
     tts = backends.tts
     try:
-        voice = voice_for_profile(profile, backends, data_dir(state))
+        voice = voice_for_profile(profile, backends, state.settings.storage.root)
     except NotDrivable as exc:
         raise ApiError(409, str(exc)) from None
     pieces: list[Pcm] = []

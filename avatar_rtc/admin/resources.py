@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.state import AppState
@@ -20,8 +18,3 @@ def ready_backends(state: AppState) -> Backends:
     if state.backends is None or not state.ready.is_set():
         raise ApiError(503, "warming up: models are loading", headers={"Retry-After": "5"})
     return state.backends
-
-
-def data_dir(state: AppState) -> Path:
-    """The data folder the stored paths (recordings, profile clips) are relative to."""
-    return state.settings.storage.root

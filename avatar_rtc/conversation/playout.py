@@ -20,7 +20,7 @@ DEFAULT_SAMPLES_PER_CHAR = OUTBOUND_RATE / 14.0
 
 
 class Playout(Protocol):
-    """The outbound audio queue (media.PacedAudioTrack implements it)."""
+    """The outbound audio queue (media.PlayoutQueue implements it; PacedAudioTrack is one)."""
 
     on_chunk_started: Callable[[Any], None] | None
 
