@@ -17,6 +17,7 @@ from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.chunker import ChunkerConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.turn import Turn
+from avatar_rtc.conversation.turn_end import TurnEndConfig
 from avatar_rtc.errors import AvatarError
 from avatar_rtc.logs import call_id_var
 from avatar_rtc.persist import turn_record
@@ -56,13 +57,17 @@ class Answer:
 def conversation_config(s: Settings) -> ConversationConfig:
     """The per-call conversation settings (also used by the offline replay)."""
     return ConversationConfig(
-        endpoint=EndpointConfig.from_settings(s.vad),
+        endpoint=EndpointConfig.from_settings(
+            s.vad, s.turn, decides=s.turn.model != "none" or s.turn.text_cues),
         system_prompt=s.llm.system_prompt,
         max_history_turns=s.llm.max_history_turns,
         speculative=s.vad.speculative,
         listen_ahead_ms=s.vad.listen_ahead_ms,
         speak_ahead_s=s.tts.speak_ahead_s,
         max_sentences=s.llm.max_sentences,
+        turn_end=TurnEndConfig(complete_threshold=s.turn.complete_threshold,
+                               incomplete_threshold=s.turn.incomplete_threshold,
+                               text_cues=s.turn.text_cues),
         chunker=ChunkerConfig(
             first_chunk_min_chars=s.tts.first_chunk_min_chars,
             first_chunk_max_chars=s.tts.first_chunk_max_chars,

@@ -204,4 +204,5 @@ def fake_backends(**kwargs: object) -> Backends:
         llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
         tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]
         live_calls=kwargs.get("live_calls", LiveCalls()),  # type: ignore[arg-type]
+        turn=kwargs.get("turn"),  # type: ignore[arg-type]
     )

@@ -24,7 +24,8 @@ from avatar_rtc.conversation.endpointing import (
     SpeechResumed,
     SpeechStarted,
 )
-from avatar_rtc.settings import VadSettings
+from avatar_rtc.conversation.turn_end import Verdict
+from avatar_rtc.settings import TurnSettings, VadSettings
 from tests.speech import speak, with_silence
 
 pytestmark = pytest.mark.timeout(60)
@@ -368,6 +369,81 @@ def test_config_from_settings() -> None:
                                     end_silence_ms=500, max_utterance_s=9.0, preroll_ms=64,
                                     pause_after_ms=0)
     assert EndpointConfig.from_settings(VadSettings()) == EndpointConfig()
+    decided = EndpointConfig.from_settings(VadSettings(), TurnSettings(
+        incomplete_end_silence_ms=1500), decides=True)
+    assert decided.decides and decided.incomplete_end_silence_ms == 1500
+
+
+# -- verdicts on pauses ----------------------------------------------------------------
+
+INCOMPLETE_SILENCE = 63  # 2000 ms
+
+
+def paused(d: Driver) -> SpeechPaused:
+    (_, pause), = d.feed([1.0] * (MIN_SPEECH + 2) + [0.0])[-1:]
+    assert isinstance(pause, SpeechPaused)
+    return pause
+
+
+def test_a_pause_waits_for_its_verdict_then_complete_ends_the_turn_at_once() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    pause = paused(d)
+    d.feed([0.0] * (END_SILENCE + 5))  # past the usual silence: no verdict yet
+    assert d.of(EndOfTurn) == []
+    events = d.ep.verdict(pause.pause, Verdict.COMPLETE, 1.0)
+    assert kinds([(0, e) for e in events]) == ["EndOfTurn"]
+    assert isinstance(events[0], EndOfTurn) and np.array_equal(events[0].audio, pause.audio)
+
+
+def test_complete_can_end_a_turn_sooner_than_the_usual_silence() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    pause = paused(d)
+    d.feed([0.0] * 2)
+    assert kinds([(0, e) for e in d.ep.verdict(pause.pause, Verdict.COMPLETE, 1.0)]) == [
+        "EndOfTurn"]
+
+
+def test_unsure_ends_after_the_usual_silence() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    pause = paused(d)
+    d.feed([0.0] * 3)
+    assert d.ep.verdict(pause.pause, Verdict.UNSURE, 1.0) == []
+    d.feed([0.0] * (END_SILENCE - 5))
+    assert d.of(EndOfTurn) == []
+    assert kinds(d.feed([0.0])) == ["EndOfTurn"]
+
+
+def test_unsure_after_the_usual_silence_ends_at_once() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    pause = paused(d)
+    d.feed([0.0] * END_SILENCE)
+    assert kinds([(0, e) for e in d.ep.verdict(pause.pause, Verdict.UNSURE, 1.0)]) == [
+        "EndOfTurn"]
+
+
+def test_incomplete_holds_the_turn_through_a_long_pause() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    pause = paused(d)
+    assert d.ep.verdict(pause.pause, Verdict.INCOMPLETE, 1.0) == []
+    d.feed([0.0] * (INCOMPLETE_SILENCE - 2))
+    assert d.of(EndOfTurn) == []
+    d.feed([1.0] * 3)  # the second half of the sentence
+    assert kinds(d.events[-1:]) == ["SpeechResumed"]
+    second = d.feed([0.0])[0][1]
+    assert isinstance(second, SpeechPaused) and second.pause == pause.pause + 1
+    # A late verdict on the first pause is moot.
+    assert d.ep.verdict(pause.pause, Verdict.COMPLETE, 2.0) == []
+    events = d.ep.verdict(second.pause, Verdict.COMPLETE, 2.0)
+    assert isinstance(events[0], EndOfTurn)
+    assert len(events[0].audio) > len(pause.audio)
+
+
+def test_without_a_verdict_the_long_silence_ends_the_turn() -> None:
+    d = Driver(EndpointConfig(decides=True))
+    paused(d)
+    d.feed([0.0] * (INCOMPLETE_SILENCE - 2))
+    assert d.of(EndOfTurn) == []
+    assert kinds(d.feed([0.0])) == ["EndOfTurn"]
 
 
 def test_max_utterance_with_frame_by_frame_dips() -> None:

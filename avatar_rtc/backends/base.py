@@ -106,6 +106,21 @@ class VoiceActivityModel(Protocol):
     def stream(self) -> VadStream: ...
 
 
+class EndOfTurnModel(Protocol):
+    """Judges from the sound of an utterance whether its speaker has finished."""
+
+    name: str
+
+    async def probability(self, pcm: Pcm, sample_rate: int, *,
+                          priority: Priority | None = None) -> float:
+        """How likely the utterance is finished, 0..1."""
+        ...
+
+    async def warmup(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class SpeechToText(Protocol):
     name: str
 

@@ -20,6 +20,7 @@ from avatar_rtc.admission import Admission, default_probe
 from avatar_rtc.backends import factories
 from avatar_rtc.backends.base import (
     BackendError,
+    EndOfTurnModel,
     LanguageModel,
     SpeechToText,
     TextToSpeech,
@@ -47,6 +48,8 @@ class Backends:
     admission: Admission = field(default_factory=Admission)
     # The calls served now: each conversation counts itself in, the models read it.
     live_calls: LiveCalls = field(default_factory=LiveCalls)
+    # Hears whether a pause ends the user's turn; None: silence alone decides.
+    turn: EndOfTurnModel | None = None
 
     def describe(self) -> dict[str, str]:
         described = {"vad": self.vad.name, "stt": self.stt.name, "llm": self.llm.name,
@@ -54,11 +57,14 @@ class Backends:
         gpu = self.admission.describe()
         if gpu:
             described["gpu"] = gpu
+        if self.turn is not None:
+            described["turn"] = self.turn.name
         return described
 
     async def aclose(self) -> None:
-        for backend in (self.stt, self.llm, self.tts):
-            await backend.aclose()
+        for backend in (self.stt, self.llm, self.tts, self.turn):
+            if backend is not None:
+                await backend.aclose()
 
 
 def factory(kind: Kind, name: str, builtin: Mapping[str, Factory[B]]) -> Factory[B]:
@@ -93,7 +99,15 @@ def _build(settings: Settings) -> Backends:
         device=f"cuda:{settings.gpu.device_index}",
     )
     return Backends(vad=vad, stt=stt, llm=llm, tts=tts, status=status, admission=admission,
-                    live_calls=shared.live_calls)
+                    live_calls=shared.live_calls, turn=_turn_model(settings))
+
+
+def _turn_model(settings: Settings) -> EndOfTurnModel | None:
+    if settings.turn.model == "none":
+        return None
+    from avatar_rtc.backends.turn_smart import SmartTurn
+
+    return SmartTurn()
 
 
 def build_tts(settings: Settings, shared: Shared | None = None
@@ -129,5 +143,7 @@ async def load_backends(settings: Settings) -> Backends:
     await backends.stt.warmup()
     await backends.llm.warmup(settings.llm.system_prompt)
     await backends.tts.warmup()
+    if backends.turn is not None:
+        await backends.turn.warmup()
     log.info("backends ready in %.2fs: %s", time.perf_counter() - started, backends.describe())
     return backends

@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import assert_never
 
 import numpy as np
@@ -47,9 +47,11 @@ from avatar_rtc.conversation.endpointing import (
 from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import ListenAhead
+from avatar_rtc.conversation.pauses import PauseJudge
 from avatar_rtc.conversation.pipeline import ReplyPipeline
 from avatar_rtc.conversation.playout import Playout, PlayoutTracker, SpokenChunk
 from avatar_rtc.conversation.turn import Turn
+from avatar_rtc.conversation.turn_end import TurnEndConfig, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class ConversationConfig:
     # system prompt's "one or two sentences" a few turns in and talk for half a minute.
     max_sentences: int = 3
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
+    # How a pause's verdict is reached (with endpoint.decides).
+    turn_end: TurnEndConfig = field(default_factory=TurnEndConfig)
 
 
 Emit = Callable[[events.Event], None]
@@ -95,7 +99,14 @@ class Conversation:
         self._clock = clock
         self.voice = voice or backends.tts.default_voice()  # the call speaks with it
         self._vad = backends.vad.stream()
-        self._endpointer = Endpointer(config.endpoint)
+        # The pause's words come from the tentative turn's transcript.
+        self._judge = PauseJudge(backends.turn, config.turn_end, wants_text=config.speculative,
+                                 on_verdict=self._on_verdict)
+        endpoint = config.endpoint
+        if endpoint.decides and not self._judge.active:  # no verdict would ever come
+            endpoint = replace(endpoint, decides=False)
+        self._decides = endpoint.decides
+        self._endpointer = Endpointer(endpoint)
         self._history = History(config.max_history_turns)
         session = uuid.uuid4().hex  # the LLM keeps this call's KV cache by it
         self._playout = PlayoutTracker(playout, self._on_chunk_started)
@@ -112,6 +123,7 @@ class Conversation:
         )
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None  # started on a pause, not committed yet
+        self._pause = 0  # the endpointer's name of the pause the tentative turn started on
         self._active: Turn | None = None  # the committed turn that owns the outbound audio
         self._turn_count = 0
         self.state = ConversationState.LISTENING
@@ -149,12 +161,16 @@ class Conversation:
                     self._endpointer.hold_turn_open()
                 self._playout.user_spoke()
                 self._ahead.start()
-            case SpeechPaused(audio=audio, speech_end_at=speech_end_at):
+            case SpeechPaused(audio=audio, speech_end_at=speech_end_at, pause=pause):
                 self._emit(events.Vad(speaking=False))
+                self._pause = pause
                 if self._config.speculative:
                     self._tentative = self._start_turn(audio, speech_end_at)
+                if self._decides:
+                    self._judge.pause(pause, audio)
             case SpeechResumed():
                 self._emit(events.Vad(speaking=True))
+                self._judge.cancel()
                 self._discard_tentative()
             case EndOfTurn(audio=audio, speech_end_at=speech_end_at, at=at, forced=forced):
                 turn, self._tentative = self._tentative, None
@@ -164,6 +180,10 @@ class Conversation:
                 self._commit(turn, at)
             case _:  # a new endpointer event must be handled here
                 assert_never(event)
+
+    def _on_verdict(self, pause: int, verdict: Verdict) -> None:
+        for event in self._endpointer.verdict(pause, verdict, self._clock()):
+            self._on_event(event)
 
     # ---- turn lifecycle ------------------------------------------------------------
 
@@ -200,6 +220,8 @@ class Conversation:
 
     def _announce(self, turn: Turn) -> None:
         """Publishes the user's words once the turn is both committed and transcribed."""
+        if turn is self._tentative and "stt_end" in turn.marks:
+            self._judge.heard(self._pause, turn.user_text)
         if turn.announced or not turn.committed.is_set() or "stt_end" not in turn.marks:
             return
         turn.announced = True
@@ -291,6 +313,7 @@ class Conversation:
         self.state = ConversationState.CLOSED  # not sent: the call says "bye"
         self._replies.close()
         await self._ahead.aclose()
+        await self._judge.aclose()
         tentative = self._tentative
         self._discard_tentative()
         active = self._active

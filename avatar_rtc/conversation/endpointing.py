@@ -8,6 +8,11 @@ PAUSED is where speculation happens: the utterance so far is final unless the us
 speaks again, so the pipeline may start on it (SpeechPaused) and is thrown away on
 SpeechResumed. EndOfTurn carries exactly the audio SpeechPaused carried.
 
+How long a pause must last to end the turn: end_silence_ms, unless a verdict on the
+pause comes (`decides`: an end-of-turn model and the pause's words, turn_end.py). Then
+the pause waits for it, up to incomplete_end_silence_ms: "complete" ends the turn at
+once, "unsure" after end_silence_ms, "incomplete" after incomplete_end_silence_ms.
+
 The end of speech is dated to the arrival of the last voiced sample, not to the frame
 where the VAD noticed silence (two or three 32 ms frames later): every latency the
 server reports starts where the caller stopped talking.
@@ -23,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatar_rtc.backends.base import Pcm
-from avatar_rtc.settings import VadSettings
+from avatar_rtc.conversation.turn_end import Verdict
+from avatar_rtc.settings import TurnSettings, VadSettings
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512
@@ -55,9 +61,14 @@ class EndpointConfig:
     # Someone who just interrupted the agent often pauses mid-thought ("Stop, ... let
     # me ask something else"): their turn ends only after this much silence.
     barge_in_end_silence_ms: float = 800.0
+    # A verdict comes for every pause (`Endpointer.verdict`); until then it waits.
+    decides: bool = False
+    incomplete_end_silence_ms: float = 2000.0
 
     @classmethod
-    def from_settings(cls, vad: VadSettings) -> EndpointConfig:
+    def from_settings(cls, vad: VadSettings, turn: TurnSettings | None = None,
+                      *, decides: bool = False) -> EndpointConfig:
+        turn = turn or TurnSettings()
         return cls(
             threshold=vad.threshold,
             neg_threshold=vad.neg_threshold,
@@ -67,6 +78,8 @@ class EndpointConfig:
             preroll_ms=vad.preroll_ms,
             pause_after_ms=vad.barge_in_pause_ms,
             barge_in_end_silence_ms=vad.barge_in_end_silence_ms,
+            decides=decides,
+            incomplete_end_silence_ms=turn.incomplete_end_silence_ms,
         )
 
 
@@ -94,6 +107,7 @@ class SpeechPaused:
     audio: Pcm
     at: float  # receipt time of the first silent frame
     speech_end_at: float  # receipt time of the last voiced sample
+    pause: int = 0  # names this pause to `Endpointer.verdict`
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,9 @@ class Endpointer:
         self._end_silence = _frames(config.end_silence_ms)
         self._barge_in_end_silence = max(self._end_silence,
                                          _frames(config.barge_in_end_silence_ms))
+        self._incomplete_end_silence = max(self._barge_in_end_silence,
+                                           _frames(config.incomplete_end_silence_ms))
+        self._pauses = 0
         self._pause_after = _frames(config.pause_after_ms) if config.pause_after_ms > 0 else 0
         self._blip_gap = _frames(_BLIP_GAP_MS)
         self._max_frames = _frames(config.max_utterance_s * 1000)
@@ -149,7 +166,8 @@ class Endpointer:
         self._pause_index = 0
         self._speech_end_at = 0.0
         self._probable_sent = False
-        self._end_silence_now = self._end_silence  # this utterance's
+        self._end_silence_now = self._end_silence  # this utterance's usual one
+        self._pause_limit = self._end_silence  # the pause in progress's
 
     @property
     def in_speech(self) -> bool:
@@ -219,19 +237,41 @@ class Endpointer:
                 self._silence = 1
                 self._pause_index = len(self._utterance) - 1  # the silent frame is excluded
                 self._speech_end_at = self._last_voiced_at()
+                self._pauses += 1
+                self._pause_limit = (self._incomplete_end_silence if self.config.decides
+                                     else self._end_silence_now)
                 events.append(SpeechPaused(self._audio(self._pause_index), now,
-                                           self._speech_end_at))
+                                           self._speech_end_at, self._pauses))
         elif state is _State.PAUSED:
             if speech:
                 self._state = _State.SPEAKING
                 events.append(SpeechResumed(now))
             else:
                 self._silence += 1
-                if self._silence >= self._end_silence_now:
-                    audio = self._audio(self._pause_index)
-                    events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
-                    self._reset()
+                if self._silence >= self._pause_limit:
+                    self._end_turn(events, now)
         return events
+
+    def verdict(self, pause: int, verdict: Verdict, now: float) -> list[Event]:
+        """The verdict on pause `pause` (from its SpeechPaused): ignored once the user
+        spoke on or the turn ended."""
+        events: list[Event] = []
+        if self._state is not _State.PAUSED or pause != self._pauses:
+            return events
+        if verdict is Verdict.COMPLETE:
+            self._pause_limit = 0
+        elif verdict is Verdict.UNSURE:
+            self._pause_limit = self._end_silence_now
+        else:
+            self._pause_limit = self._incomplete_end_silence
+        if self._silence >= self._pause_limit:
+            self._end_turn(events, now)
+        return events
+
+    def _end_turn(self, events: list[Event], now: float) -> None:
+        audio = self._audio(self._pause_index)
+        events.append(EndOfTurn(audio, self._speech_end_at, now, forced=False))
+        self._reset()
 
     def _too_long(self, events: list[Event], now: float) -> list[Event]:
         """The utterance reached max_utterance_s, whatever the probabilities do."""

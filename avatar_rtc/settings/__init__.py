@@ -25,6 +25,7 @@ from .sections import (
     StorageSettings,
     SttSettings,
     TtsSettings,
+    TurnSettings,
     VadSettings,
 )
 from .sources import ENV_PREFIX, Setting, add_arguments, as_dict, every_setting, load
@@ -46,6 +47,7 @@ __all__ = [
     "StorageSettings",
     "SttSettings",
     "TtsSettings",
+    "TurnSettings",
     "VadSettings",
     "add_arguments",
     "as_dict",

@@ -92,6 +92,28 @@ class VadSettings:
 
 
 @dataclass
+class TurnSettings:
+    """Turn-taking: when a pause ends the user's turn, and talk over the agent."""
+
+    model: str = setting("smart-turn", "End-of-turn model heard at each pause: smart-turn or none")
+    # Smart Turn's probability that the speaker is done, with the words heard so far.
+    complete_threshold: float = setting(
+        0.5, "At or above this, a pause with complete-sounding words ends the turn at once")
+    incomplete_threshold: float = setting(
+        0.1, "Below this, the speaker is going on, whatever the words")
+    incomplete_end_silence_ms: int = setting(
+        2000, "Silence that ends a turn heard as unfinished (\"and\", \"um\", \"tell me\")")
+    text_cues: bool = setting(True, "Judge the words of the pause's transcript too")
+    # Short speech over the agent is heard out before it stops the agent.
+    backchannels: bool = setting(
+        True, "\"mm-hmm\", \"yeah\" over a reply let it go on; off: any speech interrupts")
+    overlap_max_ms: int = setting(
+        1200, "Speech over a reply this long interrupts it, whatever its words")
+    duck_db: float = setting(
+        -10.0, "The reply's level while the user talks over it, undecided (dB; 0: unchanged)")
+
+
+@dataclass
 class SttSettings:
     backend: str = setting("faster-whisper", "Speech-to-text backend")
     # Or a model name when the operator has internet.
@@ -233,6 +255,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     ice: IceSettings = field(default_factory=IceSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
@@ -261,6 +284,14 @@ class Settings:
             (self.vad.barge_in_end_silence_ms >= 32, "vad.barge_in_end_silence_ms must be >= 32"),
             (self.vad.listen_ahead_ms == 0 or self.vad.listen_ahead_ms >= 100,
              "vad.listen_ahead_ms must be 0 (off) or >= 100"),
+            (self.turn.model in ("smart-turn", "none"), "turn.model: smart-turn or none"),
+            (0.0 <= self.turn.incomplete_threshold <= self.turn.complete_threshold <= 1.0,
+             "turn thresholds: 0 <= incomplete_threshold <= complete_threshold <= 1"),
+            (self.turn.incomplete_end_silence_ms >= self.vad.end_silence_ms,
+             "turn.incomplete_end_silence_ms must be >= vad.end_silence_ms"),
+            (self.turn.overlap_max_ms >= self.vad.min_speech_ms,
+             "turn.overlap_max_ms must be >= vad.min_speech_ms"),
+            (-60.0 <= self.turn.duck_db <= 0.0, "turn.duck_db must be -60..0"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
             (2.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 2-30"),
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
