@@ -93,6 +93,7 @@ class PlayoutQueue:
         self._queued_samples = 0
         self._paused = False
         self._closed = False
+        self._gain = 1.0
         self._taps: list[PcmTap] = []
         # Called from whatever plays the frames (the RTP sender): keep them cheap.
         self.on_chunk_started: ChunkCallback | None = None
@@ -143,6 +144,10 @@ class PlayoutQueue:
     def paused(self) -> bool:
         return self._paused
 
+    def set_gain(self, gain: float) -> None:
+        """Play what follows at `gain` (1.0: as queued), e.g. ducked under the user."""
+        self._gain = min(1.0, max(0.0, gain))
+
     def close(self) -> None:
         """Drop the queue for good: waiters are released, later audio is cleared."""
         self._closed = True
@@ -170,6 +175,8 @@ class PlayoutQueue:
     def next_frame(self, at: float) -> Pcm:
         """The frame due at ``at``, then the chunk callbacks and taps it causes."""
         pcm, events = self._take_frame(at)
+        if self._gain != 1.0:
+            pcm = (pcm * self._gain).astype(np.int16)
         # Callbacks run only after the queue is consistent, so one that calls
         # clear() or enqueue() affects the next frame, not this one.
         for callback, chunk in events:

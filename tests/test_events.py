@@ -25,6 +25,7 @@ from avatar_rtc.conversation.events import ConversationState
      {"type": "timings", "turn": 3, "timings": {"stt_ms": 81.5}}),
     (events.Error(message="llm: failed"), {"type": "error", "message": "llm: failed"}),
     (events.Bye(reason="idle_timeout"), {"type": "bye", "reason": "idle_timeout"}),
+    (events.Backchannel(text="Mm-hmm."), {"type": "backchannel", "text": "Mm-hmm."}),
 ])
 def test_each_event_is_sent_as_its_type_and_fields(event: events.Event,
                                                    wire: dict[str, Any]) -> None:

@@ -40,6 +40,9 @@ class FakePlayout:
     def resume(self) -> None:
         self.calls.append("resume")
 
+    def set_gain(self, gain: float) -> None:
+        self.calls.append(f"gain {gain:g}")
+
     @property
     def is_playing(self) -> bool:
         return bool(self.queued)
@@ -113,4 +116,4 @@ def test_a_pause_for_the_user_resumes_only_after_a_false_start() -> None:
     tracker.user_spoke()  # real speech: the pause ends with the reply it held
     tracker.resume_after_false_start()
     tracker.clear()
-    assert playout.calls == ["pause", "resume", "pause", "clear"]
+    assert playout.calls == ["pause", "resume", "pause", "clear", "gain 1"]

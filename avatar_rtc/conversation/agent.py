@@ -47,6 +47,7 @@ from avatar_rtc.conversation.endpointing import (
 from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import ListenAhead
+from avatar_rtc.conversation.overlap import OverlapConfig, OverlapJudge, OverlapVerdict
 from avatar_rtc.conversation.pauses import PauseJudge
 from avatar_rtc.conversation.pipeline import ReplyPipeline
 from avatar_rtc.conversation.playout import Playout, PlayoutTracker, SpokenChunk
@@ -72,6 +73,8 @@ class ConversationConfig:
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     # How a pause's verdict is reached (with endpoint.decides).
     turn_end: TurnEndConfig = field(default_factory=TurnEndConfig)
+    # Talk over a reply: heard out (backchannels) or an interruption at once (disabled).
+    overlap: OverlapConfig = field(default_factory=OverlapConfig)
 
 
 Emit = Callable[[events.Event], None]
@@ -107,6 +110,10 @@ class Conversation:
             endpoint = replace(endpoint, decides=False)
         self._decides = endpoint.decides
         self._endpointer = Endpointer(endpoint)
+        self._overlap = OverlapJudge(backends.stt, config.overlap, self._on_overlap)
+        # What the endpointer said while an overlap was undecided, for its verdict.
+        self._overlap_pause: SpeechPaused | None = None
+        self._overlap_end: EndOfTurn | None = None
         self._history = History(config.max_history_turns)
         session = uuid.uuid4().hex  # the LLM keeps this call's KV cache by it
         self._playout = PlayoutTracker(playout, self._on_chunk_started)
@@ -143,6 +150,9 @@ class Conversation:
             probability = self._vad.probability(frame.astype(np.float32) / 32768.0)
             for event in self._endpointer.feed(frame, probability, self._clock()):
                 self._on_event(event)
+            if (self._overlap.active and self._endpointer.hearing_speech
+                    and probability >= self._config.endpoint.threshold):
+                self._overlap.frame(self._endpointer.utterance_audio)
             self._ahead.frame(probability)
         self._pending = pending[usable:].copy()
 
@@ -152,34 +162,88 @@ class Conversation:
                 # Also between two chunks, or before the first: the next one waits too.
                 if self._active is not None:
                     self._playout.pause_for_user()
+                    if self._config.overlap.enabled and self._agent_talking():
+                        self._overlap.start()  # heard out before it stops the agent
             case SpeechFalseStart():
+                self._overlap.cancel()
                 self._playout.resume_after_false_start()
+                self._playout.unduck()
             case SpeechStarted():
                 self._emit(events.Vad(speaking=True))
-                if self._active is not None:
-                    self._interrupt(self._active)
-                    self._endpointer.hold_turn_open()
-                self._playout.user_spoke()
-                self._ahead.start()
-            case SpeechPaused(audio=audio, speech_end_at=speech_end_at, pause=pause):
+                if not self._overlap.active:
+                    self._user_takes_the_floor()
+            case SpeechPaused():
                 self._emit(events.Vad(speaking=False))
-                self._pause = pause
-                if self._config.speculative:
-                    self._tentative = self._start_turn(audio, speech_end_at)
-                if self._decides:
-                    self._judge.pause(pause, audio)
+                if self._overlap.active:
+                    self._overlap_pause = event
+                    self._overlap.ended(event.audio)
+                else:
+                    self._on_pause(event)
             case SpeechResumed():
                 self._emit(events.Vad(speaking=True))
-                self._judge.cancel()
-                self._discard_tentative()
-            case EndOfTurn(audio=audio, speech_end_at=speech_end_at, at=at, forced=forced):
-                turn, self._tentative = self._tentative, None
-                if turn is None or forced:
-                    self._discard(turn)
-                    turn = self._start_turn(audio, speech_end_at)
-                self._commit(turn, at)
+                if self._overlap.active:
+                    self._overlap_pause = None
+                    self._overlap.resumed()
+                else:
+                    self._judge.cancel()
+                    self._discard_tentative()
+            case EndOfTurn():
+                if self._overlap.active:
+                    self._overlap_end = event
+                else:
+                    self._on_end(event)
             case _:  # a new endpointer event must be handled here
                 assert_never(event)
+
+    def _agent_talking(self) -> bool:
+        """Whether the user hears a reply now (its audio started and goes on)."""
+        turn = self._active
+        return turn is not None and "first_audio_sent" in turn.marks
+
+    def _user_takes_the_floor(self) -> None:
+        if self._active is not None:
+            self._interrupt(self._active)
+            if self._endpointer.in_speech:
+                self._endpointer.hold_turn_open()
+        self._playout.user_spoke()
+        self._ahead.start()
+
+    def _on_pause(self, event: SpeechPaused) -> None:
+        self._pause = event.pause
+        if self._config.speculative:
+            self._tentative = self._start_turn(event.audio, event.speech_end_at)
+        if self._decides:
+            self._judge.pause(event.pause, event.audio)
+
+    def _on_end(self, event: EndOfTurn) -> None:
+        turn, self._tentative = self._tentative, None
+        if turn is None or event.forced:
+            self._discard(turn)
+            turn = self._start_turn(event.audio, event.speech_end_at)
+        self._commit(turn, event.at)
+
+    def _on_overlap(self, verdict: OverlapVerdict, text: str) -> None:
+        pause, end = self._overlap_pause, self._overlap_end
+        if verdict is OverlapVerdict.GOES_ON:
+            if self._active is not None:
+                self._playout.resume_ducked(self._config.overlap.duck_db)
+            return
+        self._overlap_pause = self._overlap_end = None
+        self._playout.unduck()
+        if verdict is OverlapVerdict.INTERRUPTION:
+            log.info("talk over the reply interrupts it: %r", text)
+            self._user_takes_the_floor()
+            if pause is not None:
+                self._on_pause(pause)
+            if end is not None:
+                self._on_end(end)
+            return
+        log.info("backchannel over the reply: %r", text)
+        self._endpointer.reset()  # not a turn
+        self._playout.resume_after_false_start()
+        if self._active is not None:
+            self._active.backchannels.append(text)
+        self._emit(events.Backchannel(text=text))
 
     def _on_verdict(self, pause: int, verdict: Verdict) -> None:
         for event in self._endpointer.verdict(pause, verdict, self._clock()):
@@ -314,6 +378,7 @@ class Conversation:
         self._replies.close()
         await self._ahead.aclose()
         await self._judge.aclose()
+        await self._overlap.aclose()
         tentative = self._tentative
         self._discard_tentative()
         active = self._active

@@ -180,6 +180,11 @@ class Endpointer:
         self._end_silence_now = self._barge_in_end_silence
 
     @property
+    def hearing_speech(self) -> bool:
+        """True while speech is coming in (a pending onset or a confirmed one, not a pause)."""
+        return self._state in (_State.PENDING, _State.SPEAKING)
+
+    @property
     def speaking_frames(self) -> int:
         """Frames of the utterance so far while the user is speaking (not paused), else 0."""
         return len(self._utterance) if self._state is _State.SPEAKING else 0

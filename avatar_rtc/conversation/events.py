@@ -94,6 +94,14 @@ class Timings(_Event):
 
 
 @dataclass(frozen=True)
+class Backchannel(_Event):
+    """The user said "mm-hmm", "yeah" (or laughed) over the reply, and it went on."""
+
+    type: ClassVar[str] = "backchannel"
+    text: str  # as heard; may be empty (a laugh, a cough)
+
+
+@dataclass(frozen=True)
 class Error(_Event):
     """A turn failed (a backend error, or a bug); the agent goes on listening."""
 
@@ -109,4 +117,5 @@ class Bye(_Event):
     reason: str
 
 
-Event = Hello | State | Vad | UserTranscript | AgentText | TurnEnd | Timings | Error | Bye
+Event = (Hello | State | Vad | UserTranscript | AgentText | TurnEnd | Timings | Backchannel
+         | Error | Bye)

@@ -32,6 +32,8 @@ class Playout(Protocol):
 
     def resume(self) -> None: ...
 
+    def set_gain(self, gain: float) -> None: ...
+
     @property
     def is_playing(self) -> bool: ...
 
@@ -141,6 +143,15 @@ class PlayoutTracker:
             self._paused_for_user = False
             self._playout.resume()
 
+    def resume_ducked(self, db: float) -> None:
+        """The user talks on over the reply, and it goes on under them."""
+        self._paused_for_user = False
+        self._playout.set_gain(10 ** (db / 20))
+        self._playout.resume()
+
+    def unduck(self) -> None:
+        self._playout.set_gain(1.0)
+
     def user_spoke(self) -> None:
         """The user's speech was confirmed: a pause held for it is over (the reply it
         held, if any, was interrupted)."""
@@ -149,6 +160,7 @@ class PlayoutTracker:
     def clear(self) -> None:
         """Silence now (within one frame); this also ends a pause, so the next reply plays."""
         self._playout.clear()
+        self._playout.set_gain(1.0)
         self._paused_for_user = False
 
     def _chunk_started(self, playout: Any) -> None:

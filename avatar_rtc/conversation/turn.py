@@ -46,6 +46,7 @@ class Turn:
     reply_text: str = ""
     spoken_text: str = ""  # set when the turn ends: what was really played out
     chunks: list[SpokenChunk] = field(default_factory=list)
+    backchannels: list[str] = field(default_factory=list)  # said over the reply
     marks: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     cut_off: bool = False

@@ -9,6 +9,7 @@ export const EVENT_TYPES = [
   "agent_text", // {turn, text}: each chunk as it starts playing
   "turn_end", // {turn, interrupted, spoken_text, reply_text}
   "timings", // {turn, timings: {stage_ms: ms}}
+  "backchannel", // {text}: "mm-hmm" over the reply, which went on
   "error", // {message}
   "bye", // {reason}
 ];
