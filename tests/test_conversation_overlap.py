@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar_rtc.conversation.overlap import content_words
+from avatar_rtc.conversation.overlap import content_words, stop_words
 from tests.conversation_helpers import Harness, harness
 from tests.fakes import FakeLlm, FakeStt, FakeTts, silence, tone
 
@@ -26,6 +26,14 @@ def test_words_that_stop_the_agent(text: str, stops: list[str] | None) -> None:
     assert heard == stops if stops is None else heard is not None and set(stops) <= set(heard)
     if stops == []:
         assert heard == []
+
+
+@pytest.mark.parametrize(("text", "stops"), [
+    ("Wait, stop.", True), ("No no, hold on.", True), ("What time is it?", True),
+    ("in a man", False), ("write", False), ("I say", False), ("Mm-hmm.", False), ("", False),
+])
+def test_only_stop_words_interrupt_a_short_overlap(text: str, stops: bool) -> None:
+    assert bool(stop_words(text)) is stops
 
 
 async def talk_over(h: Harness, stt: FakeStt, said: str, seconds: float) -> int:
@@ -76,6 +84,23 @@ async def test_words_that_stop_the_agent_interrupt_it() -> None:
         cut = h.sent_frames[before + 8:]  # from the pause on: quiet
     assert end["interrupted"] is True and not h.of_type("backchannel")
     assert cut and all(np.abs(f).max() == 0 for f in cut)
+
+
+async def test_a_short_overlap_misheard_as_other_words_is_a_backchannel() -> None:
+    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
+    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
+        await talk_over(h, stt, "in a man", 0.45)  # tiny.en on "Mm-hmm"
+        await h.wait_for("turn_end", limit_s=30)
+        assert h.of_type("turn_end")[0]["interrupted"] is False
+        assert [b["text"] for b in h.of_type("backchannel")] == ["in a man"]
+
+
+async def test_a_long_overlap_with_words_interrupts() -> None:
+    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
+    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
+        await talk_over(h, stt, "I think the engine is broken", 0.95)
+        await h.wait_for("turn_end")
+        assert h.of_type("turn_end")[0]["interrupted"] is True
 
 
 async def test_long_talk_over_the_reply_interrupts_whatever_its_words() -> None:

@@ -127,8 +127,9 @@ class SpeechToText(Protocol):
     async def transcribe(self, pcm: Pcm, sample_rate: int, *, partial: bool = False,
                          priority: Priority | None = None) -> Transcript:
         """`partial`: speech still going on, transcribed ahead of its end. Cheap and
-        best effort: it waits behind every final transcript. `priority`: how a model
-        thread shared with other calls ranks this transcript."""
+        best effort: it waits behind every final transcript, unless its `priority` is
+        urgent. `priority`: how a model thread shared with other calls ranks this
+        transcript."""
         ...
 
     async def warmup(self) -> None: ...

@@ -233,8 +233,10 @@ class WhisperStt:
             raise BackendError("stt", f"whisper needs 16 kHz audio, got {sample_rate}")
         audio = pcm.astype(np.float32) / 32768.0
         with backend_errors("stt"):
+            # A partial transcript the user waits on (talk over the reply) is urgent.
+            background = partial and (priority is None or not priority.urgent)
             return await self._thread.run(self._transcribe, audio, partial,
-                                          priority=priority, background=partial)
+                                          priority=priority, background=background)
 
     async def warmup(self) -> None:
         t = np.arange(16000) / 16000

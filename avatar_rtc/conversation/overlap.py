@@ -4,13 +4,18 @@
 a question mean "stop". The agent pauses at the first sound of the user (so a real
 interruption silences it at once), then quick transcripts of the overlap decide:
 
-- words that all go on (backchannels, fillers) or nothing heard yet: the reply resumes
-  (ducked while the user still talks), and the overlap stays under watch;
-- any other word, or speech longer than `max_ms`: an interruption;
-- the overlap over with no such word: a backchannel, an event and not a turn.
+- a word that stops a speaker ("wait", "stop", "no", "what", "can"...): an interruption;
+- anything else, or nothing heard: the reply resumes (ducked while the user still
+  talks), and the overlap stays under watch;
+- talk longer than `long_ms` with words that are not backchannels, or longer than
+  `max_ms` whatever its words: an interruption;
+- the overlap over before that: a backchannel, an event and not a turn.
 
-A quick transcript of a quarter second of speech costs tiny.en ~30-50 ms on one core:
-the reply resumes ~250 ms after it paused.
+Only a stop word interrupts a short overlap because Whisper mishears a quarter second
+of a backchannel as often as not (tiny.en heard "Mm-hmm" as "in a man", "right" as
+"write", "I see" as "I say"), while it hears "wait", "stop" and "no" reliably from
+their first 250 ms. A quick transcript of that much speech costs tiny.en ~30-50 ms of
+one idle core: the reply resumes ~250 ms after it paused.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ _GOES_ON = frozenset(re.findall(r"\S+", """
     cool nice great good fine true exactly indeed interesting really totally absolutely
     definitely of course thank thanks you and so
 """))
+# Words that open an interruption: the agent stops for them at once.
+_STOPS = frozenset(re.findall(r"\S+", """
+    wait stop no nope hold hang sorry excuse pardon hey listen actually but however
+    what what's why how who where when which can could would will tell let let's please
+    cancel enough quiet shut hello hi
+"""))
 _BRACKETED = re.compile(r"[\[(*][^\])*]*[\])*]")
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
 
@@ -48,6 +59,11 @@ def content_words(text: str) -> list[str] | None:
     if not words:
         return None
     return [w for w in words if w not in _GOES_ON]
+
+
+def stop_words(text: str) -> list[str]:
+    """The words of `text` that open an interruption."""
+    return [w for w in content_words(text) or [] if w in _STOPS]
 
 
 class OverlapVerdict(enum.Enum):
@@ -62,6 +78,7 @@ class OverlapConfig:
     # Counted from the agent's pause (after vad.barge_in_pause_ms of speech).
     first_check_ms: float = 128.0  # speech before the first quick transcript
     check_every_ms: float = 128.0
+    long_ms: float = 700.0  # longer overlaps interrupt if they say more than backchannels
     max_ms: float = 1100.0  # longer overlaps interrupt whatever they say
     duck_db: float = -10.0
 
@@ -78,7 +95,8 @@ class OverlapJudge:
         self._on_verdict = on_verdict
         self._first = max(1, round(config.first_check_ms / FRAME_MS))
         self._every = max(1, round(config.check_every_ms / FRAME_MS))
-        self._max = max(1, round(config.max_ms / FRAME_MS))
+        self._long = max(1, round(config.long_ms / FRAME_MS))
+        self._max = max(self._long, round(config.max_ms / FRAME_MS))
         self._task: asyncio.Task[None] | None = None
         self._active = False
         self._due = 0
@@ -127,8 +145,9 @@ class OverlapJudge:
 
     async def _hear(self, audio: Pcm, final: bool, generation: int) -> None:
         try:
-            # The agent is paused until it comes: as urgent as a turn's transcript.
-            transcript = await self._stt.transcribe(audio, SAMPLE_RATE,
+            # The agent is paused until it comes: as urgent as a turn's transcript, and
+            # partial (a loop on so little audio is dropped, not decoded again).
+            transcript = await self._stt.transcribe(audio, SAMPLE_RATE, partial=True,
                                                     priority=Priority(urgent=True))
             text = transcript.text
         except Exception as exc:  # unheard: the length of the overlap decides
@@ -137,8 +156,7 @@ class OverlapJudge:
         if generation != self._generation or not self._active:
             return
         self.text = text
-        stops = content_words(text)
-        if stops:
+        if stop_words(text) or (self._frames >= self._long and content_words(text)):
             self._decide(OverlapVerdict.INTERRUPTION, text)
         elif final:
             self._decide(OverlapVerdict.BACKCHANNEL, text)
