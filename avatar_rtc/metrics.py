@@ -63,6 +63,9 @@ class Metrics:
         self.interruptions = Counter("avatar_interruptions",
                                      "Turns the user talked over (barge-in)",
                                      registry=self.registry)
+        self.backchannels = Counter("avatar_backchannels",
+                                    "Backchannels over a reply that let it go on",
+                                    registry=self.registry)
         self.errors = Counter("avatar_errors", "Failed turns, by the stage that failed",
                               ["stage"], registry=self.registry)
 
@@ -76,6 +79,7 @@ class Metrics:
         self.turns.inc()
         if turn.interrupted:
             self.interruptions.inc()
+        self.backchannels.inc(len(turn.backchannels))
         return timings
 
     def observe_timings(self, timings: Mapping[str, float]) -> None:

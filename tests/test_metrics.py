@@ -53,6 +53,7 @@ def finished_turn(interrupted: bool = False) -> Turn:
 def test_a_turn_is_observed_with_exactly_its_timings() -> None:
     metrics = Metrics(active_calls=lambda: 3)
     turns = [finished_turn(), finished_turn(interrupted=True)]
+    turns[0].backchannels = ["Mm-hmm.", "Yeah."]
     observed = [metrics.observe_turn(t) for t in turns]
     assert observed == [t.timings_ms() for t in turns]
     registry = metrics.registry
@@ -62,6 +63,7 @@ def test_a_turn_is_observed_with_exactly_its_timings() -> None:
         assert registry.get_sample_value(f"{name}_count") == 2
     assert registry.get_sample_value("avatar_turns_total") == 2
     assert registry.get_sample_value("avatar_interruptions_total") == 1
+    assert registry.get_sample_value("avatar_backchannels_total") == 2
     assert registry.get_sample_value("avatar_active_calls") == 3
 
 
