@@ -99,6 +99,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_server(server_args: list[str], max_calls: int,
+                 data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`avatar-rtc serve` on a free loopback port, as the benches run it: models
+    offline, the LLM at temperature 0 (the same reply every run), warnings only."""
+    port = free_port()
+    env = dict(os.environ, AVATAR_ICE_HOST_ADDRESSES="127.0.0.1",
+               AVATAR_STORAGE_DATA_DIR=data_dir, AVATAR_SERVER_PORT=str(port),
+               AVATAR_SERVER_MAX_CALLS=str(max_calls),
+               AVATAR_LLM_TEMPERATURE="0", AVATAR_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1")
+    server = subprocess.Popen([sys.executable, "-m", "avatar_rtc", "serve", *server_args],
+                              env=env)
+    return server, f"http://127.0.0.1:{port}"
+
+
 def wait_ready(url: str, timeout_s: float = 300.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -314,7 +328,8 @@ def print_report(label: str, summary: dict[str, Any], extra: dict[str, Any]) -> 
         print(f"  error: {error}")
 
 
-def previous_runs(history: Path, label: str) -> list[dict[str, Any]]:
+def previous_runs(history: Path, label: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The earlier lines of one bench (`kind`; this bench's lines have none) and label."""
     if not history.exists():
         return []
     runs = []
@@ -323,7 +338,8 @@ def previous_runs(history: Path, label: str) -> list[dict[str, Any]]:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("label") == label:
+        if isinstance(entry, dict) and entry.get("label") == label \
+                and entry.get("kind") == kind:
             runs.append(entry)
     return runs
 
@@ -409,15 +425,8 @@ def main() -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     url = args.url
     if url is None:
-        port = free_port()
-        env = dict(os.environ, AVATAR_ICE_HOST_ADDRESSES="127.0.0.1",
-                   AVATAR_STORAGE_DATA_DIR=data_dir, AVATAR_SERVER_PORT=str(port),
-                   AVATAR_SERVER_MAX_CALLS=str(max(args.callers) + 1),
-                   AVATAR_LLM_TEMPERATURE="0", AVATAR_LOG_LEVEL="WARNING", HF_HUB_OFFLINE="1")
-        server = subprocess.Popen([sys.executable, "-m", "avatar_rtc", "serve",
-                                   *args.server_args], env=env)
+        server, url = start_server(args.server_args, max(args.callers) + 1, data_dir)
         stats = ProcessStats(server.pid)
-        url = f"http://127.0.0.1:{port}"
     try:
         sources, barge = sources_for(args.utterances, args.barge_in)
         health = wait_ready(url)
