@@ -20,6 +20,9 @@ from avatar_rtc.backends.stt_whisper import cut_repeat
          "Yes, yes, yes, go on, go on, please."),
         # A loop of two sentences.
         ("Hi there. How are you? Hi there. How", "Hi there. How are you?"),
+        # A loop of what came after a pause (seen in a call: "Could you tell me ...").
+        ("Could you tell me how far away the moon is? How far away the moon is? How "
+         "far away the", "Could you tell me how far away the moon is?"),
     ],
 )
 def test_a_repeat_after_a_sentence_end_is_cut(heard: str, kept: str) -> None:

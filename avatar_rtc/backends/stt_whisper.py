@@ -103,13 +103,15 @@ def _words(text: str) -> list[str]:
 
 
 def cut_repeat(text: str, *, anywhere: bool = False) -> str:
-    """Drops a loop of the first sentence(s): "Why is the sky blue? Why is the sky".
+    """Drops a loop of what was said last: "Why is the sky blue? Why is the sky".
 
     With a window much shorter than 30 s Whisper transcribes the speech right, then
-    starts over. Only an exact repetition that begins at a sentence end is cut, so a
-    person who repeats a phrase inside a sentence keeps every word. `anywhere`: also
-    a loop of two or more words from any word on ("what is the what is the"), for a
-    partial transcript of speech cut short, where a sentence has no end yet.
+    starts over: from the first word, or from where the speaker resumed after a pause
+    ("Could you tell me how far the moon is? How far the moon is? How far the"). Only
+    an exact repetition of two or more words that begins at a sentence end is cut, so
+    a person who repeats a phrase inside a sentence keeps every word. `anywhere`: also
+    from any word on ("what is the what is the"), for a partial transcript of speech
+    cut short, where a sentence has no end yet.
     """
     raw = text.split()
     words = _words(text)
@@ -117,8 +119,10 @@ def cut_repeat(text: str, *, anywhere: bool = False) -> str:
         if raw[cut - 1][-1] not in ".?!" and not (anywhere and cut >= 2):
             continue
         rest = words[cut:]
-        if all(word == words[i % cut] for i, word in enumerate(rest)):
-            return " ".join(raw[:cut])
+        for size in (cut, *range(2, cut)):  # the whole text so far, or its last words
+            piece = words[cut - size : cut]
+            if all(word == piece[i % size] for i, word in enumerate(rest)):
+                return " ".join(raw[:cut])
     return text
 
 
