@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from avatar_rtc.backends.base import Pcm
+from avatar_rtc.backends.base import Pcm, Transcript
 from avatar_rtc.settings import NoiseSettings
 
 _FRAME = 320  # 20 ms at 16 kHz: a syllable spans several
@@ -63,12 +63,13 @@ class NoiseConfig:
     floor_dbfs: float = -27.0
     below_caller_db: float = 12.0  # a caller's own turns vary by a few dB
     marginal_db: float = 3.0
-    # Whisper's own no-speech threshold. tiny.en gives room noise and bursts 0.73-0.95
-    # and speech at most 0.45 (short answers are the least sure).
+    # Whisper's own rule: no speech where it says so (above max_no_speech_prob) and it
+    # is unsure of the words it wrote (here: the utterance is marginal). tiny.en gives
+    # room noise and bursts 0.73-0.96 at -1.5 to -2.6; a clear "Yes." up to 0.7, but
+    # at -0.7 to -0.9.
     max_no_speech_prob: float = 0.6
-    marginal_no_speech_prob: float = 0.4
-    # Below Whisper's -1.0 (where it would decode again): tiny.en on accented speech
-    # writes real questions at -1.0 to -1.3, and noise at -1.6 to -2.6.
+    # Below Whisper's -1.0 (where it would decode again): tiny.en writes real questions
+    # in accents it knows less at -1.0 to -1.3.
     min_avg_logprob: float = -1.5
     marginal_avg_logprob: float = -1.0
     min_words: int = 1  # "Yes." said clearly is a turn
@@ -87,6 +88,12 @@ class Utterance:
     level_dbfs: float  # speech_level_dbfs of its audio
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
+
+    @classmethod
+    def heard(cls, text: str, audio: Pcm, transcript: Transcript) -> Utterance:
+        """`text`: the transcript's words as the conversation takes them."""
+        return cls(text, speech_level_dbfs(audio), transcript.no_speech_prob,
+                   transcript.avg_logprob)
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,6 @@ class NoiseFilter:
         if self.caller_dbfs is not None:
             limit = max(limit, self.caller_dbfs - c.below_caller_db)
         marginal = (utterance.level_dbfs < limit + c.marginal_db
-                    or utterance.no_speech_prob > c.marginal_no_speech_prob
                     or utterance.avg_logprob < c.marginal_avg_logprob)
         decision = Decision(utterance, self._reason(utterance, limit, marginal), limit,
                             self.caller_dbfs, marginal)
@@ -167,19 +173,19 @@ class NoiseFilter:
 
     def _reason(self, u: Utterance, limit: float, marginal: bool) -> str:
         c = self._config
-        words = len(_normalized(u.text).split())
-        if words == 0:
+        if not u.text.strip():
             return "empty"
         if not c.enabled:
             return ""
-        if is_stock_phrase(u.text):
+        if is_stock_phrase(u.text):  # "...", "♪" too: no words at all
             return "hallucination"
         if u.level_dbfs < limit:
             return "too_quiet" if limit == c.floor_dbfs else "below_caller"
-        if u.no_speech_prob > c.max_no_speech_prob:
+        if u.no_speech_prob > c.max_no_speech_prob and marginal:
             return "no_speech"
         if u.avg_logprob < c.min_avg_logprob:
             return "low_confidence"
+        words = len(_normalized(u.text).split())
         if words < (c.marginal_min_words if marginal else c.min_words):
             return "too_few_words"
         return ""

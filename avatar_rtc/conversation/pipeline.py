@@ -23,7 +23,7 @@ from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import as_said
-from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance, speech_level_dbfs
+from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance
 from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
 from avatar_rtc.conversation.turn import Turn
 from media.resample import resample_pcm
@@ -140,9 +140,7 @@ class ReplyPipeline:
     def _judge(self, turn: Turn, transcript: Transcript) -> None:
         """An utterance that is the room (noise, a TV), not the caller, loses its words:
         it gets no reply and no stored turn."""
-        decision = self._noise.judge(Utterance(
-            turn.user_text, speech_level_dbfs(turn.audio), transcript.no_speech_prob,
-            transcript.avg_logprob))
+        decision = self._noise.judge(Utterance.heard(turn.user_text, turn.audio, transcript))
         if decision.accepted:
             return
         turn.rejected = decision.reason

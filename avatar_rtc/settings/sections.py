@@ -123,9 +123,7 @@ class NoiseSettings:
     marginal_db: float = setting(
         3.0, "Utterances less than this many dB above the needed level are marginal")
     max_no_speech_prob: float = setting(
-        0.6, "Utterances whose Whisper no-speech probability is above this are dropped")
-    marginal_no_speech_prob: float = setting(
-        0.4, "Utterances whose Whisper no-speech probability is above this are marginal")
+        0.6, "Marginal utterances whose Whisper no-speech probability is above this are dropped")
     min_avg_logprob: float = setting(
         -1.5, "Utterances whose Whisper mean log probability is below this are dropped")
     marginal_avg_logprob: float = setting(
@@ -286,8 +284,8 @@ class Settings:
             (self.vad.barge_in_end_silence_ms >= 32, "vad.barge_in_end_silence_ms must be >= 32"),
             (self.vad.listen_ahead_ms == 0 or self.vad.listen_ahead_ms >= 100,
              "vad.listen_ahead_ms must be 0 (off) or >= 100"),
-            (0.0 <= self.noise.marginal_no_speech_prob <= self.noise.max_no_speech_prob <= 1.0,
-             "noise: 0 <= marginal_no_speech_prob <= max_no_speech_prob <= 1"),
+            (0.0 <= self.noise.max_no_speech_prob <= 1.0,
+             "noise.max_no_speech_prob must be 0-1"),
             (self.noise.min_avg_logprob <= self.noise.marginal_avg_logprob <= 0.0,
              "noise: min_avg_logprob <= marginal_avg_logprob <= 0"),
             (self.noise.below_caller_db >= 0 and self.noise.marginal_db >= 0,
