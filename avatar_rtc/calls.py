@@ -16,6 +16,7 @@ from avatar_rtc.call import Call
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.chunker import ChunkerConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
+from avatar_rtc.conversation.noise import NoiseConfig
 from avatar_rtc.conversation.overlap import OverlapConfig
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.conversation.turn_end import TurnEndConfig
@@ -69,6 +70,7 @@ def conversation_config(s: Settings) -> ConversationConfig:
         turn_end=TurnEndConfig(complete_threshold=s.turn.complete_threshold,
                                incomplete_threshold=s.turn.incomplete_threshold,
                                text_cues=s.turn.text_cues),
+        noise=NoiseConfig.from_settings(s.noise),
         overlap=OverlapConfig(enabled=s.turn.backchannels, max_ms=s.turn.overlap_max_ms,
                               duck_db=s.turn.duck_db),
         chunker=ChunkerConfig(

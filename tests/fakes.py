@@ -68,6 +68,8 @@ class EnergyVad:
 class FakeStt:
     text: str = "Hello there"
     delay_s: float = 0.02
+    no_speech_prob: float = 0.0  # Whisper's confidence, as the transcripts report it
+    avg_logprob: float = 0.0
     calls: list[int] = field(default_factory=list)  # samples of each final transcript
     partials: list[int] = field(default_factory=list)  # ... of each partial one
     priorities: list[Priority | None] = field(default_factory=list)  # of each final one
@@ -79,7 +81,8 @@ class FakeStt:
         if not partial:
             self.priorities.append(priority)
         await asyncio.sleep(self.delay_s)
-        return Transcript(self.text, "en", len(pcm) / sample_rate)
+        return Transcript(self.text, "en", len(pcm) / sample_rate, self.no_speech_prob,
+                          self.avg_logprob)
 
     async def warmup(self) -> None:
         pass
@@ -199,7 +202,7 @@ class FakeTts:
 def fake_backends(**kwargs: object) -> Backends:
     """`live_calls`: shared by several calls' backends, they count each other."""
     return Backends(
-        vad=EnergyVad(),
+        vad=kwargs.get("vad", EnergyVad()),  # type: ignore[arg-type]
         stt=kwargs.get("stt", FakeStt()),  # type: ignore[arg-type]
         llm=kwargs.get("llm", FakeLlm()),  # type: ignore[arg-type]
         tts=kwargs.get("tts", FakeTts()),  # type: ignore[arg-type]

@@ -1,9 +1,13 @@
-"""Speech made at test time with Piper (a real voice), and word error rate."""
+"""Speech made at test time with Piper (a real voice) or espeak-ng (other voices,
+where it is installed), and word error rate."""
 
 from __future__ import annotations
 
 import functools
 import re
+import shutil
+import subprocess
+import tempfile
 import wave
 from pathlib import Path
 
@@ -33,6 +37,22 @@ def speak(text: str, rate: int = 48000, steady: bool = False) -> Pcm:
               for c in voice.synthesize(text, config)]  # type: ignore[attr-defined]
     native = voice.config.sample_rate  # type: ignore[attr-defined]
     return resample_pcm(np.concatenate(pieces), native, rate)
+
+
+ESPEAK_MISSING = shutil.which("espeak-ng") is None
+
+
+def espeak(text: str, voice: str, rate: int = 48000) -> Pcm:
+    """`text` said by espeak-ng `voice` ("en-us", "en-gb+f3": accents and timbres that
+    are not Piper's), resampled to `rate`. Skip where ESPEAK_MISSING."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True,
+                       capture_output=True)
+        with wave.open(str(path)) as file:
+            native = file.getframerate()
+            pcm = np.frombuffer(file.readframes(file.getnframes()), dtype=np.int16)
+    return resample_pcm(pcm.copy(), native, rate)
 
 
 def with_silence(pcm: Pcm, rate: int, before_s: float, after_s: float) -> Pcm:

@@ -86,6 +86,10 @@ class Transcript:
     text: str
     language: str
     audio_s: float
+    # Whisper's own confidence, for telling speech from noise; a backend without it
+    # leaves the defaults (sure speech).
+    no_speech_prob: float = 0.0  # the chance that the audio holds no speech at all
+    avg_logprob: float = 0.0  # mean log probability of the text's tokens (0: certain)
 
 
 class VadStream(Protocol):

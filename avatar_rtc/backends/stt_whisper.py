@@ -16,6 +16,7 @@ import logging
 import shutil
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,20 @@ def _looks_repetitive(text: str) -> bool:
     return len(data) > 40 and len(data) / len(zlib.compress(data)) > 2.4
 
 
+@dataclass(frozen=True)
+class _Decoded:
+    text: str
+    language: str
+    no_speech_prob: float
+    avg_logprob: float
+
+
+def _avg_logprob(score: float, tokens: int) -> float:
+    """Whisper's avg_logprob from CTranslate2's score, the log probability of the
+    tokens divided by their count (length_penalty 1): Whisper counts the end token too."""
+    return score * tokens / (tokens + 1)
+
+
 class WhisperStt:
     def __init__(
         self,
@@ -182,7 +197,7 @@ class WhisperStt:
         window[0, :, :used] = features[:, :used]
         return self._model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
 
-    def _decode(self, encoded: Any, seconds: float) -> tuple[str, str, float]:
+    def _decode(self, encoded: Any, seconds: float) -> _Decoded:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model.model
@@ -199,8 +214,11 @@ class WhisperStt:
             # People say ~3 words (~5 tokens) a second; the cap stops runaway loops.
             max_length=len(prompt) + 16 + int(8 * seconds),
             return_no_speech_prob=True,
+            return_scores=True,  # free: the decoder computes them anyway
         )[0]
-        return tokenizer.decode(result.sequences_ids[0]).strip(), language, result.no_speech_prob
+        tokens = result.sequences_ids[0]
+        return _Decoded(tokenizer.decode(tokens).strip(), language, result.no_speech_prob,
+                        _avg_logprob(result.scores[0], len(tokens)))
 
     def _transcribe(self, audio: np.ndarray, partial: bool = False) -> Transcript:
         """Encodes only a window that fits the utterance (>= min_window_s) instead of
@@ -213,17 +231,21 @@ class WhisperStt:
         features = self._model.feature_extractor(audio)
         full = 3000  # 30 s of 10 ms mel frames: Whisper's native input
         fitted = int(min(full, max(self._min_window_s, seconds + 0.5) * 100))
-        text, language, no_speech = self._decode(self._encode(features, fitted), seconds)
+        decoded = self._decode(self._encode(features, fitted), seconds)
+        text = decoded.text
         if fitted < full:
             text = cut_repeat(text, anywhere=partial)
             if _looks_repetitive(text):
                 if partial:
-                    return Transcript(text="", language=language, audio_s=seconds)
-                text, language, no_speech = self._decode(self._encode(features, full),
-                                                         seconds)
-        if no_speech > 0.8 and len(text.split()) <= 2:
+                    text = ""
+                else:
+                    decoded = self._decode(self._encode(features, full), seconds)
+                    text = decoded.text
+        if decoded.no_speech_prob > 0.8 and len(text.split()) <= 2:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
-        return Transcript(text=text, language=language, audio_s=seconds)
+        return Transcript(text=text, language=decoded.language, audio_s=seconds,
+                          no_speech_prob=decoded.no_speech_prob,
+                          avg_logprob=decoded.avg_logprob)
 
     @property
     def multilingual(self) -> bool:

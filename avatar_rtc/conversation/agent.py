@@ -47,6 +47,7 @@ from avatar_rtc.conversation.endpointing import (
 from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import ListenAhead
+from avatar_rtc.conversation.noise import NoiseConfig
 from avatar_rtc.conversation.overlap import OverlapConfig, OverlapJudge, OverlapVerdict
 from avatar_rtc.conversation.pauses import PauseJudge
 from avatar_rtc.conversation.pipeline import ReplyPipeline
@@ -75,6 +76,8 @@ class ConversationConfig:
     turn_end: TurnEndConfig = field(default_factory=TurnEndConfig)
     # Talk over a reply: heard out (backchannels) or an interruption at once (disabled).
     overlap: OverlapConfig = field(default_factory=OverlapConfig)
+    # What is the room (noise, a TV), not the caller.
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
 
 
 Emit = Callable[[events.Event], None]
@@ -127,6 +130,7 @@ class Conversation:
             voice=self.voice, system_prompt=config.system_prompt,
             chunker=config.chunker, max_sentences=config.max_sentences,
             speak_ahead_s=config.speak_ahead_s, clock=clock, on_transcribed=self._announce,
+            noise=config.noise,
         )
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None  # started on a pause, not committed yet

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from avatar_rtc.backends.base import BackendError, CutShort, Voice
+from avatar_rtc.backends.base import BackendError, CutShort, Transcript, Voice
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation import guards
@@ -23,6 +23,7 @@ from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import as_said
+from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance
 from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
 from avatar_rtc.conversation.turn import Turn
 from media.resample import resample_pcm
@@ -48,6 +49,7 @@ class ReplyPipeline:
         speak_ahead_s: float,
         clock: Callable[[], float],
         on_transcribed: Callable[[Turn], None],
+        noise: NoiseConfig | None = None,
     ) -> None:
         self._backends = backends
         self._playout = playout
@@ -60,6 +62,7 @@ class ReplyPipeline:
         self._speak_ahead_s = speak_ahead_s
         self._clock = clock
         self._on_transcribed = on_transcribed
+        self._noise = NoiseFilter(noise or NoiseConfig())  # learns this caller's level
         # With other calls live, the models step on one thread.
         backends.live_calls.enter(self)
 
@@ -93,6 +96,7 @@ class ReplyPipeline:
             turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
         turn.user_text = as_said(transcript.text)
         turn.mark("stt_end", self._clock())
+        self._judge(turn, transcript)
         self._on_transcribed(turn)
         if not turn.user_text:
             return
@@ -132,6 +136,17 @@ class ReplyPipeline:
                      "sentence is not spoken", turn.id)
         if guards.keeps_what_was_said(cut_short=cut_short, speaker_tag=chunker.speaker_tag):
             turn.reply_text = turn.chunk_text
+
+    def _judge(self, turn: Turn, transcript: Transcript) -> None:
+        """An utterance that is the room (noise, a TV), not the caller, loses its words:
+        it gets no reply and no stored turn."""
+        decision = self._noise.judge(Utterance.heard(turn.user_text, turn.audio, transcript))
+        if decision.accepted:
+            return
+        turn.rejected = decision.reason
+        log.info("turn %s: not the caller (%s): %r %s", turn.id, decision.reason,
+                 turn.user_text, decision.figures())
+        turn.user_text = ""
 
     async def _say(self, turn: Turn, text: str) -> bool:
         """Speaks the reply's next chunk; False ends the reply, and the history keeps

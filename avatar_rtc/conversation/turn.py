@@ -43,6 +43,9 @@ class Turn:
     # The user waits from the moment the turn starts; its reply's audio sets `due`.
     wait: UserWait = field(default_factory=lambda: UserWait(time.monotonic()))
     user_text: str = ""
+    # Why the utterance was not taken as the caller's (noise.py: "no_speech", ...): the
+    # turn then has no user_text, so it gets no reply and is not stored.
+    rejected: str = ""
     reply_text: str = ""
     spoken_text: str = ""  # set when the turn ends: what was really played out
     chunks: list[SpokenChunk] = field(default_factory=list)

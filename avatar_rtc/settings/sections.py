@@ -133,6 +133,28 @@ class SttSettings:
 
 
 @dataclass
+class NoiseSettings:
+    # The figures behind the defaults: avatar_rtc/conversation/noise.py.
+    enabled: bool = setting(
+        True, "Utterances that are background noise or distant speech (a TV) get no reply")
+    # A close talker is at -18 to -26 dBFS; a TV across the room at about -30.
+    floor_dbfs: float = setting(
+        -27.0, "Speech level (dBFS, RMS of the voiced part) an utterance needs")
+    below_caller_db: float = setting(
+        12.0, "Once the caller spoke: utterances this many dB below their level are dropped")
+    marginal_db: float = setting(
+        3.0, "Utterances less than this many dB above the needed level are marginal")
+    max_no_speech_prob: float = setting(
+        0.6, "Marginal utterances whose Whisper no-speech probability is above this are dropped")
+    min_avg_logprob: float = setting(
+        -1.5, "Utterances whose Whisper mean log probability is below this are dropped")
+    marginal_avg_logprob: float = setting(
+        -1.0, "Utterances whose Whisper mean log probability is below this are marginal")
+    min_words: int = setting(1, "Words an utterance needs")
+    marginal_min_words: int = setting(3, "Words a marginal utterance needs")
+
+
+@dataclass
 class LlmSettings:
     backend: str = setting(
         "llama-cpp", "llama-cpp, or openai (vLLM, llama.cpp server, any compatible API)")
@@ -257,6 +279,7 @@ class Settings:
     vad: VadSettings = field(default_factory=VadSettings)
     turn: TurnSettings = field(default_factory=TurnSettings)
     stt: SttSettings = field(default_factory=SttSettings)
+    noise: NoiseSettings = field(default_factory=NoiseSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -292,6 +315,14 @@ class Settings:
             (self.turn.overlap_max_ms >= self.vad.min_speech_ms,
              "turn.overlap_max_ms must be >= vad.min_speech_ms"),
             (-60.0 <= self.turn.duck_db <= 0.0, "turn.duck_db must be -60..0"),
+            (0.0 <= self.noise.max_no_speech_prob <= 1.0,
+             "noise.max_no_speech_prob must be 0-1"),
+            (self.noise.min_avg_logprob <= self.noise.marginal_avg_logprob <= 0.0,
+             "noise: min_avg_logprob <= marginal_avg_logprob <= 0"),
+            (self.noise.below_caller_db >= 0 and self.noise.marginal_db >= 0,
+             "noise.below_caller_db and noise.marginal_db must be >= 0"),
+            (1 <= self.noise.min_words <= self.noise.marginal_min_words,
+             "noise: 1 <= min_words <= marginal_min_words"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
             (2.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 2-30"),
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
