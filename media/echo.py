@@ -300,7 +300,10 @@ class EchoCanceller:
         hi = min((end + FRAME - 1) // FRAME, (self._far_count + FRAME - 1) // FRAME)
         if hi <= lo:
             return 0.0
-        return float(np.max(self._energy[np.arange(lo, hi) % _BLOCKS]))
+        a, b = lo % _BLOCKS, (hi - 1) % _BLOCKS + 1
+        if a < b:
+            return float(np.max(self._energy[a:b]))
+        return max(float(np.max(self._energy[a:])), float(np.max(self._energy[:b])))
 
     def _likeness(self, read: int) -> float:
         """How well the reference explains the mic's frame at ``read`` and the 50 ms

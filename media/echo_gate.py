@@ -92,7 +92,7 @@ class EchoGate:
         self._learnt[self._learnt_count % _LEARN_FRAMES] = (max(mic_db, _LOWEST_DB),
                                                             max(residual_db, _LOWEST_DB))
         self._learnt_count += 1
-        if self._learnt_count >= _MIN_LEARNT and self._learnt_count % 5 == 0:
+        if self._learnt_count >= _MIN_LEARNT and self._learnt_count % 20 == 0:
             recent = self._learnt[: min(self._learnt_count, _LEARN_FRAMES)]
             self.mic_db, self.residual_db = (float(v) for v in np.percentile(recent, 90, axis=0))
 
@@ -117,7 +117,8 @@ class EchoGate:
 
 
 def _energy(frame: Pcm) -> float:
-    return float(np.mean(np.square(frame, dtype=np.float64))) + 1.0
+    samples = frame.astype(np.float64)
+    return float(np.dot(samples, samples)) / samples.size + 1.0
 
 
 def _db(ratio: float) -> float:
@@ -129,4 +130,4 @@ _SILENT_ENERGY = 10.0**2
 _LOWEST_DB = -70.0
 _MIC, _RESIDUAL, _MUTED = (1.0, 0.0), (0.0, 1.0), (0.0, 0.0)
 _LEARN_FRAMES = 200  # 2 s
-_MIN_LEARNT = 30
+_MIN_LEARNT = 40
