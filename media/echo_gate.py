@@ -54,6 +54,9 @@ class EchoGate:
         self.residual_db = prior_residual_db
         self._learnt = np.zeros((_LEARN_FRAMES, 2), dtype=np.float64)  # a ring
         self._learnt_count = 0
+        self._energies = np.zeros(_LEARN_FRAMES, dtype=np.float64)  # of the output
+        self._energies_count = 0
+        self._floor = 1.0  # mean square of the room's noise, as the canceller leaves it
         self._hold = 0
         self._weights = _RESIDUAL  # (mic, residual) in the last frame out
         self.muted_frames = 0
@@ -74,6 +77,7 @@ class EchoGate:
             return residual
         mic_db = _db(_energy(mic) / reference_energy)
         residual_db = _db(_energy(residual) / reference_energy)
+        self._track_floor(_energy(residual))
         if (mic_db > self.mic_db and residual_db > self.residual_db + self.margin_db
                 and likeness() < self.max_likeness):
             self._hold = self.hold_frames
@@ -86,7 +90,19 @@ class EchoGate:
         if settled:
             self._learn(mic_db, residual_db)
         self.muted_frames += 1
-        return self._mix(mic, residual, _MUTED)
+        # Not digital silence: the VAD takes longer to hear speech start after it
+        # (measured: ~0.5 s later). The residual, no louder than the room's floor.
+        floor = min(1.0, float(np.sqrt(self._floor / _energy(residual))))
+        return self._mix(mic, residual, (0.0, floor))
+
+    def _track_floor(self, energy: float) -> None:
+        """The canceller's output where it is quietest: the room's noise (AEC3 fills
+        what it suppresses with noise like it), the 10th percentile of 2 s."""
+        self._energies[self._energies_count % _LEARN_FRAMES] = energy
+        self._energies_count += 1
+        if self._energies_count % 20 == 0:
+            recent = self._energies[: min(self._energies_count, _LEARN_FRAMES)]
+            self._floor = float(np.percentile(recent, 10))
 
     def _learn(self, mic_db: float, residual_db: float) -> None:
         self._learnt[self._learnt_count % _LEARN_FRAMES] = (max(mic_db, _LOWEST_DB),
@@ -105,10 +121,10 @@ class EchoGate:
         """The frame from the mic and the residual in these proportions; a change
         glides over the frame, as a step would click, and a click is an onset."""
         start, self._weights = self._weights, weights
-        if start == weights:
-            if weights == _RESIDUAL:
-                return residual
-            return mic.copy() if weights == _MIC else np.zeros_like(residual)
+        if start == weights == _RESIDUAL:
+            return residual
+        if start == weights == _MIC:
+            return mic.copy()
         ramp = np.linspace(0.0, 1.0, residual.size, endpoint=False)
         mic_w = start[0] + (weights[0] - start[0]) * ramp
         residual_w = start[1] + (weights[1] - start[1]) * ramp
@@ -128,6 +144,6 @@ def _db(ratio: float) -> float:
 # A reference frame under -70 dBFS cannot leave an echo that matters.
 _SILENT_ENERGY = 10.0**2
 _LOWEST_DB = -70.0
-_MIC, _RESIDUAL, _MUTED = (1.0, 0.0), (0.0, 1.0), (0.0, 0.0)
+_MIC, _RESIDUAL = (1.0, 0.0), (0.0, 1.0)
 _LEARN_FRAMES = 200  # 2 s
 _MIN_LEARNT = 40

@@ -17,6 +17,9 @@ mic's as a call does (20 ms each, in turn). Per candidate and delay it prints:
               and the user's level in the output, dB
   VAD echo    Silero speech frames (>= 0.5) in the output during echo alone, per cent
   VAD user    ... during the user's voiced speech ("user alone": the mic without echo)
+  false       barge-ins the call's VAD and endpointing (Silero, default settings) would
+              take from the output before the user's (the agent cut off by its echo)
+  late        how much later than with no echo at all the user's barge-in was taken, s
   CPU         ms of CPU per second of audio (one core per call = 1000), agent
               speaking; "silent" with the agent silent and the user talking
 
@@ -273,7 +276,38 @@ def vad_share(out: Pcm, mask: npt.NDArray[np.bool_]) -> float:
     return 100.0 * hits / max(total, 1)
 
 
-def measure(name: str, make: Callable[[], Canceller], delay_ms: int) -> dict[str, float]:
+def speech_starts(out: Pcm) -> list[float]:
+    """When the call's VAD and endpointing (Silero, default settings) would take the
+    audio for the user starting to talk: what interrupts the agent."""
+    from avatar_rtc.backends.vad_silero import SileroVad
+    from avatar_rtc.conversation.endpointing import EndpointConfig, Endpointer, SpeechStarted
+    from avatar_rtc.settings import Settings
+
+    stream = SileroVad().stream()
+    endpointer = Endpointer(EndpointConfig.from_settings(Settings().vad))
+    size = stream.frame_samples
+    starts = []
+    for i in range(0, out.size - size + 1, size):
+        frame = out[i : i + size]
+        probability = stream.probability(frame.astype(np.float32) / 32768.0)
+        events = endpointer.feed(frame, probability, i / RATE)
+        starts += [(i + size) / RATE for e in events if isinstance(e, SpeechStarted)]
+    return starts
+
+
+def barge_in(s: Scene, out: Pcm) -> tuple[int, float]:
+    """False barge-ins (speech starts before the user's) and how much later than
+    with no echo at all the user's own barge-in came, s (inf: never)."""
+    at = float(np.nonzero(s.user)[0][0]) / RATE
+    alone = speech_starts(np.clip(s.mic - s.echo, -32768, 32767).astype(np.int16))
+    starts = speech_starts(out)
+    false = sum(t < at for t in starts)
+    heard = [t for t in starts if t >= at]
+    late = heard[0] - next(t for t in alone if t >= at) if heard else float("inf")
+    return false, late
+
+
+def measure(name: str, make: Callable[[], Canceller], delay_ms: int) -> dict[str, Any]:
     s = scene(delay_ms)
     out, cpu, _latency = run(make, s.reference, s.mic)
     user_idx = np.nonzero(s.user)[0]
@@ -293,13 +327,15 @@ def measure(name: str, make: Callable[[], Canceller], delay_ms: int) -> dict[str
     quiet_out, quiet_cpu, latency = run(make, quiet_far, silent.mic)
     usable = silent.mic.size // STEP * STEP - latency
     exact = bool(np.array_equal(quiet_out[:usable], silent.mic[:usable]))
-    return {"delay_ms": delay_ms, "erle_db": erle, "after_db": after, "converged_s": converged,
+    false_starts, late = barge_in(s, out)
+    return {"delay_ms": delay_ms, "erle_db": erle, "false_starts": false_starts,
+            "barge_late_s": late, "after_db": after, "converged_s": converged,
             "user_corr": corr, "user_gain_db": gain, "vad_echo": vad_share(out, echo_alone),
             "vad_user": vad_share(out, user_speech), "cpu_ms_per_s": cpu,
             "silent_cpu_ms_per_s": quiet_cpu, "silent_exact": float(exact)}
 
 
-def raw_mic(delay_ms: int) -> dict[str, float]:
+def raw_mic(delay_ms: int) -> dict[str, Any]:
     s = scene(delay_ms)
     user_idx = np.nonzero(s.user)[0]
     a, b = int(user_idx[0]), int(user_idx[-1])
@@ -308,7 +344,9 @@ def raw_mic(delay_ms: int) -> dict[str, float]:
     echo_alone[a - RATE // 2 : b + RATE] = False
     user_speech = voiced(s.user)
     alone = np.clip(s.mic - s.echo, -32768, 32767).astype(np.int16)  # user and noise
-    return {"user_corr": float(np.dot(u, m) / np.sqrt(np.dot(u, u) * np.dot(m, m))),
+    false_starts, _ = barge_in(s, s.mic)
+    return {"false_starts": false_starts,
+            "user_corr": float(np.dot(u, m) / np.sqrt(np.dot(u, u) * np.dot(m, m))),
             "vad_echo": vad_share(s.mic, echo_alone), "vad_user": vad_share(s.mic, user_speech),
             "vad_user_alone": vad_share(alone, user_speech)}
 
@@ -344,12 +382,12 @@ def main() -> int:
     if args.cpu:
         return cpu_only(delays, args.only, args.cpu)
     print(f"{'candidate':16s} {'delay':>5s} {'ERLE':>5s} {'after':>5s} {'conv':>5s} "
-          f"{'u.corr':>6s} {'u.dB':>5s} {'VADe%':>5s} {'VADu%':>5s} {'CPU':>5s} "
-          f"{'silent':>6s} exact")
+          f"{'u.corr':>6s} {'u.dB':>5s} {'VADe%':>5s} {'VADu%':>5s} {'false':>5s} "
+          f"{'late':>5s} {'CPU':>5s} {'silent':>6s} exact")
     for delay in delays:
         raw = raw_mic(delay)
         print(f"{'raw mic':16s} {delay:5d} {'':5s} {'':5s} {'':5s} {raw['user_corr']:6.2f} "
-              f"{'':5s} {raw['vad_echo']:5.0f} {raw['vad_user']:5.0f}")
+              f"{'':5s} {raw['vad_echo']:5.0f} {raw['vad_user']:5.0f} {raw['false_starts']:5d}")
         print(f"{'user alone':16s} {delay:5d} {'':5s} {'':5s} {'':5s} {1.0:6.2f} "
               f"{'':5s} {'':5s} {raw['vad_user_alone']:5.0f}")
         for name, make in candidates().items():
@@ -358,7 +396,8 @@ def main() -> int:
             m = measure(name, make, delay)
             print(f"{name:16s} {delay:5d} {m['erle_db']:5.1f} {m['after_db']:5.1f} "
                   f"{m['converged_s']:5.1f} {m['user_corr']:6.2f} {m['user_gain_db']:5.1f} "
-                  f"{m['vad_echo']:5.0f} {m['vad_user']:5.0f} {m['cpu_ms_per_s']:5.1f} "
+                  f"{m['vad_echo']:5.0f} {m['vad_user']:5.0f} {m['false_starts']:5d} "
+                  f"{m['barge_late_s']:5.2f} {m['cpu_ms_per_s']:5.1f} "
                   f"{m['silent_cpu_ms_per_s']:6.2f} {'yes' if m['silent_exact'] else 'no'}",
                   flush=True)
     return 0
