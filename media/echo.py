@@ -6,11 +6,12 @@ call) gets the agent's outbound frames as they are sent (``far_end``) and cleans
 inbound audio (``process``) with WebRTC's AEC3, the canceller browsers use (through
 the ``livekit`` package's binding), chosen by measurement: docs/echo.md.
 
-The echo comes back a whole round trip later (150-450 ms and more), beyond what a
-canceller's filter can span, so the reference is delayed by a GCC-PHAT estimate of
-that delay first (media/echo_delay.py), then an ``EchoGate`` mutes what residual echo
-is left. While the agent is silent long enough for no echo to be left, the mic's
-audio passes untouched and the canceller costs next to nothing.
+The echo comes back a whole round trip later (150-450 ms and more). AEC3 finds up
+to ~450 ms of it itself; a GCC-PHAT estimate of the round trip (media/echo_delay.py)
+delays the reference where that is not enough, and aligns the ``EchoGate``
+(media/echo_gate.py), which mutes the echo AEC3 leaves and passes the mic's own audio
+where the user talks over the agent. While the agent is silent long enough for no
+echo to be left, the mic's audio passes untouched and all this costs next to nothing.
 """
 
 from __future__ import annotations
