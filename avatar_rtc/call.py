@@ -15,6 +15,7 @@ from avatar_rtc.conversation import events
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.turn import Turn
 from media import InboundAudio, PacedAudioTrack
+from media.echo import EchoCanceller
 from media.recorder import CallRecorder, RecordingResult
 from signaling.peers import Peer
 
@@ -37,6 +38,7 @@ class Call:
         on_closed: Callable[[Call, str], Any] | None = None,
         on_error: Callable[[Call, str], None] | None = None,
         recorder: CallRecorder | None = None,
+        echo: EchoCanceller | None = None,
     ) -> None:
         self.peer = peer
         self.id = peer.id
@@ -65,6 +67,11 @@ class Call:
         if recorder is not None:
             recorder.start()
             self.outbound.add_tap(recorder.agent_audio)
+        # The agent's frames as sent are the canceller's reference; the user's audio
+        # reaches the conversation through it (the recorder keeps the raw audio).
+        self.echo = echo
+        if echo is not None:
+            self.outbound.add_tap(echo.far_end)
 
     def _turn_finished(self, turn: Turn) -> None:
         if self._on_turn_finished is not None:
@@ -73,7 +80,10 @@ class Call:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self.inbound is not None:
             return
-        inbound = self.inbound = InboundAudio(track, self.conversation.feed)
+        echo = self.echo
+        sink = (self.conversation.feed if echo is None
+                else lambda pcm: self.conversation.feed(echo.process(pcm)))
+        inbound = self.inbound = InboundAudio(track, sink)
         recorder = self.recorder
         if recorder is not None:
             inbound.add_tap(lambda pcm: recorder.user_audio(pcm, inbound.captured_at))
@@ -122,6 +132,9 @@ class Call:
         if self.inbound is not None:
             await self.inbound.stop()
         self.outbound.stop()
+        if self.echo is not None:
+            log.info("call %s echo canceller: %s", self.id, self.echo.summary())
+            self.echo.close()
         finishing = self.finish_recording()  # the files end now, before the callback
         if self._on_closed is not None:
             result = self._on_closed(self, reason)

@@ -23,10 +23,11 @@ from avatar_rtc.conversation.turn_end import TurnEndConfig
 from avatar_rtc.errors import AvatarError
 from avatar_rtc.logs import call_id_var
 from avatar_rtc.persist import turn_record
-from avatar_rtc.settings import Settings, as_dict
+from avatar_rtc.settings import EchoSettings, Settings, as_dict
 from avatar_rtc.state import AppState
 from avatar_rtc.storage import CallRecord, utc_now
 from avatar_rtc.voices import VoiceError, voice_named
+from media.echo import EchoCanceller
 from signaling.negotiate import answer_offer
 from signaling.offer import Offer, OfferError
 from signaling.peers import Peer, RegistryFull
@@ -81,6 +82,13 @@ def conversation_config(s: Settings) -> ConversationConfig:
     )
 
 
+def echo_canceller(settings: EchoSettings, asked: bool | None) -> EchoCanceller | None:
+    """The call's echo canceller: as the offer asked, else as the settings say."""
+    if not (settings.enabled if asked is None else asked):
+        return None
+    return EchoCanceller(gate=settings.gate, max_delay_ms=settings.max_delay_ms)
+
+
 class CallService:
     """Starts calls, saves their turns as they end, and ends them.
 
@@ -111,7 +119,7 @@ class CallService:
             raise CallRefused(str(exc), exc.retry_after_s) from None
         token = call_id_var.set(peer.id)  # tasks created from here carry the call ID in logs
         try:
-            call = await self._open(peer, backends, voice)
+            call = await self._open(peer, backends, voice, offer.echo_cancellation)
             state.calls[call.id] = call
             state.metrics.call_started()
             if state.store is not None:
@@ -150,7 +158,8 @@ class CallService:
         except VoiceError as exc:  # the offer asked for it: a bad offer
             raise OfferError(str(exc)) from None
 
-    async def _open(self, peer: Peer, backends: Backends, voice: Voice | None) -> Call:
+    async def _open(self, peer: Peer, backends: Backends, voice: Voice | None,
+                    echo_cancellation: bool | None) -> Call:
         settings = self._state.settings
         try:
             return Call(
@@ -162,6 +171,7 @@ class CallService:
                 on_closed=self._closed,
                 on_error=lambda _call, message: self._state.metrics.error(message),
                 recorder=recordings.new_recorder(settings, peer.id),
+                echo=echo_canceller(settings.echo, echo_cancellation),
             )
         except Exception as exc:  # the slot and the peer go back at once, not at timeout
             log.exception("call setup failed")

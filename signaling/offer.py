@@ -17,6 +17,7 @@ class OfferError(ValueError):
 class Offer:
     sdp: str
     voice: str | None = None
+    echo_cancellation: bool | None = None  # None: the server's setting
 
 
 def parse_offer(body: bytes) -> Offer:
@@ -37,7 +38,10 @@ def parse_offer(body: bytes) -> Offer:
     voice = data.get("voice")
     if voice is not None and not isinstance(voice, str):
         raise OfferError('"voice" must be a string or null')
-    return Offer(sdp=sdp, voice=voice or None)
+    echo_cancellation = data.get("echo_cancellation")
+    if echo_cancellation is not None and not isinstance(echo_cancellation, bool):
+        raise OfferError('"echo_cancellation" must be true, false or null')
+    return Offer(sdp=sdp, voice=voice or None, echo_cancellation=echo_cancellation)
 
 
 def check_sdp(sdp: str) -> None:

@@ -228,6 +228,17 @@ class TtsSettings:
 
 
 @dataclass
+class EchoSettings:
+    # On by default: the browser's own canceller stays on too, and with no echo to
+    # remove this one passes the audio through (docs/echo.md).
+    enabled: bool = setting(
+        True, "Cancel the agent's echo in the user's audio; /offer's echo_cancellation overrides")
+    gate: bool = setting(True, "Mute what echo the canceller leaves while the agent speaks")
+    max_delay_ms: int = setting(
+        1000, "Longest round trip from sending the agent's audio to hearing its echo")
+
+
+@dataclass
 class StorageSettings:
     data_dir: str = setting("data", "Folder of the database, recordings and models")
     database_url: str = setting("", "Database URL; empty: SQLite, avatar.db in data_dir")
@@ -282,6 +293,7 @@ class Settings:
     noise: NoiseSettings = field(default_factory=NoiseSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
+    echo: EchoSettings = field(default_factory=EchoSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
@@ -352,6 +364,7 @@ class Settings:
             (0.0 < self.gpu.max_memory_fraction <= 1.0,
              "gpu.max_memory_fraction must be above 0 and at most 1"),
             (self.gpu.device_index >= 0, "gpu.device_index must be >= 0"),
+            (100 <= self.echo.max_delay_ms <= 2000, "echo.max_delay_ms must be 100-2000"),
             (self.recording.retention_days >= 0, "recording.retention_days must be >= 0"),
             (self.recording.max_disk_mb >= 0, "recording.max_disk_mb must be >= 0"),
             (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
