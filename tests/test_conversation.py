@@ -120,10 +120,12 @@ async def test_each_open_call_counts_as_live_until_hang_up() -> None:
 
 async def test_a_cough_pauses_the_agent_briefly_and_it_resumes() -> None:
     tts = FakeTts(seconds_per_char=0.03)
-    async with harness(tts=tts) as h:
+    stt = FakeStt()
+    async with harness(tts=tts, stt=stt) as h:
         await h.say(np.concatenate([tone(0.5), silence(0.4)]))
         await h.wait_for("agent_text")
         await asyncio.sleep(0.2)
+        stt.text = ""  # a cough has no words
         # 100 ms: not speech. The agent stays paused until 800 ms of quiet say so.
         await h.say(np.concatenate([tone(0.1), silence(1.0)]))
         await h.wait_for("turn_end")

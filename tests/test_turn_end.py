@@ -10,7 +10,8 @@ UNFINISHED = [
     "Could you tell me?", "I was wondering.", "What do you think about?", "So I need...",
     "I was thinking about, um", "and then we went to the...", "My favorite color is",
     "Can you explain why the", "I want to know.", "The thing is...", "Wait, stop.",
-    "No no, hold on.", "Let me", "I went there because",
+    "No no, hold on.", "Let me", "I went there because", "Do you happen to know?",
+    "I forgot", "Can you explain?",
 ]
 FINISHED = [
     "What is the capital of France?", "Tell me a joke.", "Yes.", "No.", "I think so.",
@@ -41,7 +42,8 @@ CONFIG = TurnEndConfig(complete_threshold=0.5, incomplete_threshold=0.1)
 @pytest.mark.parametrize(("probability", "text", "verdict"), [
     (0.98, "What is the capital of France?", Verdict.COMPLETE),
     (0.98, "Could you tell me?", Verdict.INCOMPLETE),  # synthetic prosody, the words know
-    (0.05, "What is the capital of France?", Verdict.INCOMPLETE),  # sure it goes on
+    (0.05, "What is the capital of France?", Verdict.UNSURE),  # synthetic voices sound so
+    (0.05, "sounds good", Verdict.INCOMPLETE),  # sure it goes on
     (0.3, "What is the capital of France?", Verdict.UNSURE),
     (0.98, None, Verdict.COMPLETE),  # no transcript: the model alone
     (0.3, None, Verdict.UNSURE),

@@ -48,7 +48,12 @@ from avatar_rtc.conversation.events import ConversationState
 from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import ListenAhead
 from avatar_rtc.conversation.noise import NoiseConfig
-from avatar_rtc.conversation.overlap import OverlapConfig, OverlapJudge, OverlapVerdict
+from avatar_rtc.conversation.overlap import (
+    OverlapConfig,
+    OverlapJudge,
+    OverlapVerdict,
+    content_words,
+)
 from avatar_rtc.conversation.pauses import PauseJudge
 from avatar_rtc.conversation.pipeline import ReplyPipeline
 from avatar_rtc.conversation.playout import Playout, PlayoutTracker, SpokenChunk
@@ -113,7 +118,8 @@ class Conversation:
             endpoint = replace(endpoint, decides=False)
         self._decides = endpoint.decides
         self._endpointer = Endpointer(endpoint)
-        self._overlap = OverlapJudge(backends.stt, config.overlap, self._on_overlap)
+        self._overlap = OverlapJudge(backends.stt, config.overlap, self._on_overlap,
+                                     agent_words=self._agent_words)
         # What the endpointer said while an overlap was undecided, for its verdict.
         self._overlap_pause: SpeechPaused | None = None
         self._overlap_end: EndOfTurn | None = None
@@ -168,6 +174,8 @@ class Conversation:
                     self._playout.pause_for_user()
                     if self._config.overlap.enabled and self._agent_talking():
                         self._overlap.start()  # heard out before it stops the agent
+                        # "Wait, ... stop": its comma is not its end.
+                        self._endpointer.hold_turn_open()
             case SpeechFalseStart():
                 self._overlap.cancel()
                 self._playout.resume_after_false_start()
@@ -181,6 +189,10 @@ class Conversation:
                 if self._overlap.active:
                     self._overlap_pause = event
                     self._overlap.ended(event.audio)
+                    # No end-of-turn verdict: the overlap ends after the usual silence.
+                    for ended in self._endpointer.verdict(event.pause, Verdict.UNSURE,
+                                                          self._clock()):
+                        self._on_event(ended)
                 else:
                     self._on_pause(event)
             case SpeechResumed():
@@ -194,10 +206,18 @@ class Conversation:
             case EndOfTurn():
                 if self._overlap.active:
                     self._overlap_end = event
+                    self._overlap.finish()
                 else:
                     self._on_end(event)
             case _:  # a new endpointer event must be handled here
                 assert_never(event)
+
+    def _agent_words(self) -> set[str]:
+        """The words of the reply playing now, as heard back in an overlap."""
+        turn = self._active
+        if turn is None:
+            return set()
+        return {w for chunk in turn.chunks[-3:] for w in content_words(chunk.text) or []}
 
     def _agent_talking(self) -> bool:
         """Whether the user hears a reply now (its audio started and goes on)."""

@@ -61,9 +61,9 @@ def content_words(text: str) -> list[str] | None:
     return [w for w in words if w not in _GOES_ON]
 
 
-def stop_words(text: str) -> list[str]:
-    """The words of `text` that open an interruption."""
-    return [w for w in content_words(text) or [] if w in _STOPS]
+def stop_words(words: list[str] | None) -> list[str]:
+    """The words of `words` (content_words) that open an interruption."""
+    return [w for w in words or [] if w in _STOPS]
 
 
 class OverlapVerdict(enum.Enum):
@@ -76,7 +76,7 @@ class OverlapVerdict(enum.Enum):
 class OverlapConfig:
     enabled: bool = True
     # Counted from the agent's pause (after vad.barge_in_pause_ms of speech).
-    first_check_ms: float = 128.0  # speech before the first quick transcript
+    first_check_ms: float = 64.0  # speech before the first quick transcript
     check_every_ms: float = 128.0
     long_ms: float = 700.0  # longer overlaps interrupt if they say more than backchannels
     max_ms: float = 1100.0  # longer overlaps interrupt whatever they say
@@ -89,8 +89,11 @@ Sink = Callable[[OverlapVerdict, str], None]
 class OverlapJudge:
     """One overlap at a time: quick transcripts while it lasts, a last one at its end."""
 
-    def __init__(self, stt: SpeechToText, config: OverlapConfig, on_verdict: Sink) -> None:
+    def __init__(self, stt: SpeechToText, config: OverlapConfig, on_verdict: Sink,
+                 *, agent_words: Callable[[], set[str]] = set) -> None:
         self._stt = stt
+        # What the agent said last: heard back in the overlap, they are its own echo.
+        self._agent_words = agent_words
         self._config = config
         self._on_verdict = on_verdict
         self._first = max(1, round(config.first_check_ms / FRAME_MS))
@@ -102,6 +105,8 @@ class OverlapJudge:
         self._due = 0
         self._frames = 0  # of speech since the overlap started
         self._generation = 0  # a transcript of an older state of the overlap is moot
+        self._over = False  # the overlap ended (its silence lasted): the verdict is due
+        self._pending = False  # its last transcript is on the way
         self.text = ""  # the latest transcript
 
     @property
@@ -111,6 +116,7 @@ class OverlapJudge:
     def start(self) -> None:
         self.cancel()
         self._active, self._due, self._frames, self.text = True, self._first, 0, ""
+        self._over = self._pending = False
 
     def frame(self, audio: Callable[[], Pcm]) -> None:
         """A frame of the overlap while the user speaks (`audio`: all of it so far): a
@@ -119,7 +125,8 @@ class OverlapJudge:
             return
         self._frames += 1
         speech_frames = self._frames
-        if speech_frames >= self._max:
+        if speech_frames >= self._max and not self._echo_only(self.text):
+            # Long talk, unless all it said was the agent's own words (its echo).
             self._decide(OverlapVerdict.INTERRUPTION, self.text)
             return
         running = self._task is not None and not self._task.done()
@@ -128,15 +135,38 @@ class OverlapJudge:
             self._transcribe(audio(), final=False)
 
     def ended(self, audio: Pcm) -> None:
-        """The overlap paused: a last transcript of it decides."""
+        """The overlap paused: a transcript of all of it."""
         if self._active:
             self.cancel(keep_active=True)
+            self._pending = True
             self._transcribe(audio, final=True)
 
     def resumed(self) -> None:
-        """The user spoke on before the last transcript came: it is moot."""
+        """The user spoke on before that transcript came: it is moot."""
         if self._active:
+            self._pending = False
             self.cancel(keep_active=True)
+
+    def finish(self) -> None:
+        """The pause lasted (the endpointer ended the utterance): a backchannel, unless
+        the transcript of all of it, when it comes, stops the agent. Deciding only now
+        lets "Wait, ... stop" be heard whole."""
+        if self._active:
+            self._over = True
+            if not self._pending:
+                self._decide(OverlapVerdict.BACKCHANNEL, self.text)
+
+    def _echo_only(self, text: str) -> bool:
+        words = content_words(text)
+        return bool(words) and set(words) <= self._agent_words()
+
+    def _heard(self, text: str) -> list[str] | None:
+        """The words of `text` that are neither backchannels nor the agent's own echo."""
+        words = content_words(text)
+        if not words:
+            return words
+        own = self._agent_words()
+        return [w for w in words if w not in own]
 
     def _transcribe(self, audio: Pcm, *, final: bool) -> None:
         self._generation += 1
@@ -156,9 +186,12 @@ class OverlapJudge:
         if generation != self._generation or not self._active:
             return
         self.text = text
-        if stop_words(text) or (self._frames >= self._long and content_words(text)):
+        if final:
+            self._pending = False
+        heard = self._heard(text)
+        if stop_words(heard) or (self._frames >= self._long and heard):
             self._decide(OverlapVerdict.INTERRUPTION, text)
-        elif final:
+        elif self._over:
             self._decide(OverlapVerdict.BACKCHANNEL, text)
         else:
             self._on_verdict(OverlapVerdict.GOES_ON, text)

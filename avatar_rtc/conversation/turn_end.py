@@ -43,7 +43,10 @@ _CONTINUES = _set("""
 # Closing words that need a complement: "could you tell me ...", "I want to know ...".
 _OPENERS = (
     re.compile(r"\b(tell|show|give|ask|remind|teach|let|send|bring|explain to|read) me$"),
-    re.compile(r"\b(i|we) (want|need|would like|'d like|wanted|needed|was wondering|"
+    re.compile(r"\b(happen|happened|want|wanted|need|needed|like) to know$"),
+    re.compile(r"\b(can|could|would|will) you (explain|describe|recommend|suggest|name)$"),
+    re.compile(r"\b(i|we) (forgot|forget|remember|wondered|want|need|would like|'d like|"
+               r"wanted|needed|was wondering|"
                r"am wondering|wonder|think|guess|mean|was thinking|am thinking|"
                r"was going to|want to know|wanted to know|need to know|wanted to ask|"
                r"want to ask)$"),
@@ -105,9 +108,9 @@ def decide(probability: float | None, text: str | None, config: TurnEndConfig) -
     """The verdict of a pause from the model's probability that the speaker is done
     (None: no model) and its transcript (None: not transcribed).
 
-    Words that cannot end a turn, or a model sure the speaker goes on, hold the turn
-    open; a model that hears an end, with words that may end, ends it now; anything
-    else is left to the usual silence.
+    Words that cannot end a turn, or a model sure the speaker goes on (unless the words
+    are a finished sentence), hold the turn open; a model that hears an end, with words
+    that may end, ends it now; anything else is left to the usual silence.
     """
     words = text_verdict(text) if config.text_cues and text is not None else Verdict.UNSURE
     if words is Verdict.INCOMPLETE:
@@ -115,7 +118,9 @@ def decide(probability: float | None, text: str | None, config: TurnEndConfig) -
     if probability is None:
         return words
     if probability < config.incomplete_threshold:
-        return Verdict.INCOMPLETE
+        # A finished sentence the model hears as unfinished (synthetic voices often
+        # sound so) waits the usual silence, not the long one.
+        return Verdict.UNSURE if words is Verdict.COMPLETE else Verdict.INCOMPLETE
     if probability >= config.complete_threshold:
         return Verdict.COMPLETE
     return Verdict.UNSURE
