@@ -157,7 +157,7 @@ class OverlapJudge:
                 self._decide(OverlapVerdict.BACKCHANNEL, self.text)
 
     def _echo_only(self, text: str) -> bool:
-        words = content_words(text)
+        words = content_words(text) or []
         return bool(words) and set(words) <= self._agent_words()
 
     def _heard(self, text: str) -> list[str] | None:
