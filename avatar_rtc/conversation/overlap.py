@@ -5,8 +5,9 @@ a question mean "stop". The agent pauses at the first sound of the user (so a re
 interruption silences it at once), then quick transcripts of the overlap decide:
 
 - a word that stops a speaker ("wait", "stop", "no", "what", "can"...): an interruption;
-- anything else, or nothing heard: the reply resumes (ducked while the user still
-  talks), and the overlap stays under watch;
+- only backchannels or nothing heard, or other words once the user paused: the reply
+  resumes (ducked while the user still talks), and the overlap stays under watch;
+- other words while the user still talks: the reply stays paused;
 - talk longer than `long_ms` with words that are not backchannels, or longer than
   `max_ms` whatever its words: an interruption;
 - the overlap over before that: a backchannel, an event and not a turn.
@@ -107,6 +108,7 @@ class OverlapJudge:
         self._generation = 0  # a transcript of an older state of the overlap is moot
         self._over = False  # the overlap ended (its silence lasted): the verdict is due
         self._pending = False  # its last transcript is on the way
+        self._paused = False  # the user paused in it
         self.text = ""  # the latest transcript
 
     @property
@@ -116,7 +118,7 @@ class OverlapJudge:
     def start(self) -> None:
         self.cancel()
         self._active, self._due, self._frames, self.text = True, self._first, 0, ""
-        self._over = self._pending = False
+        self._over = self._pending = self._paused = False
 
     def frame(self, audio: Callable[[], Pcm]) -> None:
         """A frame of the overlap while the user speaks (`audio`: all of it so far): a
@@ -138,13 +140,13 @@ class OverlapJudge:
         """The overlap paused: a transcript of all of it."""
         if self._active:
             self.cancel(keep_active=True)
-            self._pending = True
+            self._pending = self._paused = True
             self._transcribe(audio, final=True)
 
     def resumed(self) -> None:
         """The user spoke on before that transcript came: it is moot."""
         if self._active:
-            self._pending = False
+            self._pending = self._paused = False
             self.cancel(keep_active=True)
 
     def finish(self) -> None:
@@ -193,7 +195,9 @@ class OverlapJudge:
             self._decide(OverlapVerdict.INTERRUPTION, text)
         elif self._over:
             self._decide(OverlapVerdict.BACKCHANNEL, text)
-        else:
+        elif not heard or self._paused:
+            # Backchannels, nothing, or a short sound already over: the reply goes on.
+            # Other words while the user still talks keep it paused.
             self._on_verdict(OverlapVerdict.GOES_ON, text)
 
     def _decide(self, verdict: OverlapVerdict, text: str) -> None:
