@@ -112,7 +112,8 @@ async def test_each_app_has_its_own_registry_and_the_route_can_be_off(
 async def test_a_real_call_counts_and_times_its_turns_like_the_data_channel(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    client, app = await start(aiohttp_client, settings_for(tmp_path),
+    # The caller's tones and the fake voice's are alike: no echo canceller to tell them.
+    client, app = await start(aiohttp_client, settings_for(tmp_path, echo__enabled=False),
                               llm=FakeLlm(reply="Hello there. How can I help?"))
     async with Caller(base_url(client)) as caller:
         during = value(await (await client.get("/metrics")).text(), "avatar_active_calls")

@@ -17,7 +17,8 @@ FINISHED = [
     "What is the capital of France?", "Tell me a joke.", "Yes.", "No.", "I think so.",
     "Can you help me?", "Could you tell me how far away the moon is?",
     "I was wondering what the capital of Spain is.", "Yes it is.", "I do not.",
-    "What time is it in Tokyo?", "Stop talking.", "Where is it?",
+    "What time is it in Tokyo?", "Stop talking.", "Where is it?", "Thank you.",
+    "How are you?", "Hello there.", "I told her.", "I like this.", "I want some more.",
 ]
 
 

@@ -30,12 +30,12 @@ def _set(words: str) -> frozenset[str]:
 
 # Words a sentence does not end on: it goes on after them.
 _CONTINUES = _set("""
-    and or but because if when while although though since unless until than that
-    which who whom whose where whether nor yet as
-    the a an this these those my your his her its our their some any every each another
+    and or but because if when while although though since unless until than
+    which whom whose whether nor yet as
+    the a an these those my your its our their every each another
     about of to for with in on at from by into onto like after before between over under
     through during without against towards toward around across behind beyond near via
-    be been being i we you they he she there very really more most
+    be been being i we they he she very really
     um uh er erm uhm
     let's want need wondering wonder thinking guess
 """)
