@@ -251,7 +251,10 @@ class EchoCanceller:
         delay = self.delay.delay
         try:
             out = core.process(near, self._far(read - self._predelay(delay), FRAME))
-            if self.gate is not None:
+            # The gate only once an echo was found in the mic: before (the client may
+            # cancel its own), its priors took the user's first syllables over the
+            # agent (the onset of "Wait, stop." heard ~400 ms later in calls).
+            if self.gate is not None and delay is not None:
                 # The canceller's output lags by its latency: so must the mic and
                 # the reference the gate compares it with.
                 settled = read - self._active_since >= (
