@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avatar_rtc.caller import Caller
-from tests.conftest import LiveServer, storyteller
+from tests.conftest import LiveServer
 from tests.speech import speak, with_silence
 from tests.test_call import ask_for_a_story, wait_turns
 
@@ -39,7 +39,12 @@ async def test_a_question_with_a_pause_is_answered_once_after_its_second_half(
 async def test_yeah_over_a_reply_lets_it_play_to_its_end_stored_whole(
     start_server: Callable[..., LiveServer],
 ) -> None:
-    server = storyteller(start_server, max_sentences=2)
+    # The caller says "Yeah." in the agent's own (and only) Piper voice: the server's
+    # echo canceller would take it for the agent; a caller with its own canceller
+    # turns the server's off, as the page may.
+    server = start_server(echo__enabled=False, llm__max_sentences=2, llm__max_tokens=200,
+                          llm__system_prompt="You are a storyteller. Always answer with a "
+                          "long story of at least ten sentences.")
     async with Caller(server.url) as caller:
         ask = await ask_for_a_story(caller)
         assert ask.speech_end_at is not None
