@@ -140,13 +140,14 @@ def start_server(
 
 
 def storyteller(start_server: Callable[..., LiveServer], *, max_sentences: int,
-                max_tokens: int = 200) -> LiveServer:
+                max_tokens: int = 200, **settings: Any) -> LiveServer:
     """A real server whose model always answers with a long story."""
     return start_server(
         llm__system_prompt="You are a storyteller. Always answer with a long story of at "
         "least ten sentences.",
         llm__max_tokens=max_tokens,
         llm__max_sentences=max_sentences,
+        **settings,
     )
 
 

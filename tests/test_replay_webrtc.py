@@ -136,7 +136,11 @@ async def test_four_formats_replayed_like_a_caller_agree_with_the_server(
 def test_the_cli_barges_in_and_reports_an_interrupted_turn(
     start_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    server = storyteller(start_server, max_sentences=0, max_tokens=80)  # a story of ~20 s
+    # The barge-in speaks in the agent's own (and only) Piper voice: the server's echo
+    # canceller would take it for the agent, so this caller turns it off (as one with
+    # its own canceller may).
+    server = storyteller(start_server, max_sentences=0, max_tokens=80,  # ~20 s of story
+                         echo__enabled=False)
     ask = encode(tmp_path / "ask.wav", speak("Tell me a story about a brave dragon."), 48000)
     stop = encode(tmp_path / "stop.ogg", speak("Stop, stop. Wait a moment please."), 48000)
     out = tmp_path / "run"
