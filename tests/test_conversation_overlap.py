@@ -48,6 +48,17 @@ async def talk_over(h: Harness, stt: FakeStt, said: str, seconds: float) -> int:
     return before
 
 
+async def first_turn_end(said: str, seconds: float, *, wait_for: str = "turn_end"
+                         ) -> dict[str, object]:
+    """The user says `said` for `seconds` over a long reply; the reply's turn_end."""
+    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
+    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
+        await talk_over(h, stt, said, seconds)
+        await h.wait_for(wait_for, limit_s=30)
+        await h.wait_for("turn_end", limit_s=30)
+        return h.of_type("turn_end")[0]
+
+
 def longest_gap(frames: list[np.ndarray]) -> int:
     gap = longest = 0
     for frame in frames:
@@ -96,28 +107,15 @@ async def test_a_short_overlap_misheard_as_other_words_is_a_backchannel() -> Non
 
 
 async def test_a_long_overlap_with_words_interrupts() -> None:
-    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
-    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
-        await talk_over(h, stt, "I think the engine is broken", 0.95)
-        await h.wait_for("turn_end")
-        assert h.of_type("turn_end")[0]["interrupted"] is True
+    assert (await first_turn_end('I think the engine is broken', 0.95))["interrupted"] is True
 
 
 async def test_long_talk_over_the_reply_interrupts_whatever_its_words() -> None:
-    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
-    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
-        await talk_over(h, stt, "Yeah yeah yeah yeah yeah.", 1.6)
-        await h.wait_for("turn_end")
-        assert h.of_type("turn_end")[0]["interrupted"] is True
+    assert (await first_turn_end('Yeah yeah yeah yeah yeah.', 1.6))["interrupted"] is True
 
 
 async def test_a_laugh_heard_as_nothing_is_a_backchannel() -> None:
-    stt, llm = FakeStt(text="Tell me a story."), FakeLlm(reply=LONG)
-    async with harness(stt=stt, llm=llm, tts=FakeTts(seconds_per_char=0.05)) as h:
-        await talk_over(h, stt, "", 0.5)
-        await h.wait_for("backchannel")
-        await h.wait_for("turn_end", limit_s=30)
-        assert h.of_type("turn_end")[0]["interrupted"] is False
+    assert (await first_turn_end('', 0.5, wait_for="backchannel"))["interrupted"] is False
 
 
 async def test_with_backchannels_off_any_speech_interrupts() -> None:
