@@ -1,8 +1,13 @@
-"""Storage layer: records round trip, schema, search, queries, threading."""
+"""Storage layer: records round trip, schema, search, queries, threading.
+
+Tests of the SQL run on both engines (the `database_url` fixture: a SQLite file, then a
+database on a real PostgreSQL server, tests/postgres.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +21,7 @@ import pytest
 from avatar_rtc.storage import (
     CallRecord,
     SchemaTooNewError,
+    StorageError,
     Store,
     StoreClosedError,
     TurnRecord,
@@ -24,8 +30,9 @@ from avatar_rtc.storage import (
     new_id,
 )
 from avatar_rtc.storage import search as search_module
+from avatar_rtc.storage.migrations import LATEST_VERSION
 from avatar_rtc.storage.models import Call
-from avatar_rtc.storage.stats import percentile
+from tests.postgres import PgServer
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -40,10 +47,30 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(db_url(db_path))
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(database_url)
     yield opened
     await opened.close()
+
+
+def sql_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from another client than the store's: sqlite3 or psycopg."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return list(conn.execute(sql))
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The reference: linear interpolation between closest ranks (numpy's default)."""
+    position = (len(sorted_values) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
 def make_call(started_at: datetime = T0, **fields: Any) -> CallRecord:
@@ -224,32 +251,83 @@ async def test_turn_needs_existing_call(store: Store) -> None:
 # --- schema -------------------------------------------------------------------
 
 
-def _versions(path: Path) -> list[int]:
-    with sqlite3.connect(path) as conn:
-        return [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+def _versions(url: str) -> list[int]:
+    return [v for (v,) in sql_rows(url, "SELECT version FROM schema_version ORDER BY version")]
 
 
-async def test_migrations_idempotent(db_path: Path) -> None:
+def _columns(url: str, table: str) -> list[str]:
+    if url.startswith("sqlite"):
+        return [row[1] for row in sql_rows(url, f"PRAGMA table_info({table})")]
+    return [name for (name,) in sql_rows(
+        url, "SELECT column_name FROM information_schema.columns WHERE table_name = "
+        f"'{table}' AND table_schema = 'public' AND is_generated = 'NEVER' "
+        "ORDER BY ordinal_position")]
+
+
+async def test_migrations_idempotent(database_url: str) -> None:
     for _ in range(3):
-        store = await Store.open(db_url(db_path))
-        assert store.schema_version == 1
+        store = await Store.open(database_url)
+        assert store.schema_version == LATEST_VERSION == 2
+        assert store.search_uses_fts
         await store.close()
-    assert _versions(db_path) == [1]
-    with sqlite3.connect(db_path) as conn:
-        names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"schema_version", "call", "turn", "voice_profile", "turn_fts"} <= names
+    assert _versions(database_url) == [1, 2]
+    if database_url.startswith("sqlite"):
+        names = {n for (n,) in sql_rows(database_url,
+                                        "SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"schema_version", "call", "turn", "voice_profile", "turn_fts"} <= names
+    else:
+        names = {n for (n,) in sql_rows(database_url, "SELECT tablename FROM pg_tables "
+                                                      "WHERE schemaname = 'public'")}
+        assert names == {"schema_version", "call", "turn", "voice_profile"}
+        indexes = {n for (n,) in sql_rows(database_url, "SELECT indexname FROM pg_indexes "
+                                                        "WHERE tablename = 'turn'")}
+        assert "turn_search" in indexes
 
 
-async def test_schema_too_new_is_a_clear_error(db_path: Path) -> None:
-    await (await Store.open(db_url(db_path))).close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (7, 'x')")
+async def test_the_same_schema_on_both_engines(database_url: str, tmp_path: Path) -> None:
+    reference = f"sqlite:///{tmp_path / 'reference.db'}"
+    for url in {database_url, reference}:
+        await (await Store.open(url)).close()
+    for table in ("schema_version", "call", "turn", "voice_profile"):
+        assert _columns(database_url, table) == _columns(reference, table), table
+
+
+async def test_schema_too_new_is_a_clear_error(database_url: str) -> None:
+    await (await Store.open(database_url)).close()
+    sql_rows(database_url, "INSERT INTO schema_version (version, applied_at) VALUES (7, 'x')")
     with pytest.raises(SchemaTooNewError, match="version 7"):
-        await Store.open(db_url(db_path))
-    assert _versions(db_path) == [1, 7]
+        await Store.open(database_url)
+    assert _versions(database_url) == [1, 2, 7]
 
 
-async def test_sqlite_pragmas(store: Store, db_path: Path) -> None:
+async def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
+    # Without the advisory lock, each would find version 0 and all would migrate.
+    stores = await asyncio.gather(*(Store.open(postgres_url) for _ in range(4)))
+    try:
+        assert {s.schema_version for s in stores} == {LATEST_VERSION}
+    finally:
+        for opened in stores:
+            await opened.close()
+    assert _versions(postgres_url) == [1, 2]
+
+
+async def test_postgresql_refusals_are_precise(pg_server: PgServer) -> None:
+    with pytest.raises(StorageError, match="no database name"):
+        await Store.open(pg_server.url("").rstrip("/"))
+    with pg_server.connect() as conn:
+        conn.execute("CREATE DATABASE ascii_db OWNER avatar TEMPLATE template0 "
+                     "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'")
+    try:
+        with pytest.raises(StorageError, match=r"encoding is SQL_ASCII.*UTF8"):
+            await Store.open(pg_server.url("ascii_db"))
+    finally:
+        pg_server.drop_database("ascii_db")
+    with pytest.raises(peewee.OperationalError, match="password authentication failed"):
+        await Store.open(pg_server.url("postgres", password="wrong"))
+
+
+async def test_sqlite_pragmas(db_path: Path) -> None:
+    store = await Store.open(db_url(db_path))
     assert await store.pragma("journal_mode") == "wal"
     assert await store.pragma("foreign_keys") == 1
     assert await store.pragma("synchronous") == 1  # NORMAL
@@ -258,6 +336,7 @@ async def test_sqlite_pragmas(store: Store, db_path: Path) -> None:
         await store.pragma("journal_mode; DROP TABLE call")
     with sqlite3.connect(db_path) as conn:  # WAL is persistent, seen by any client
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    await store.close()
 
 
 async def test_default_url_creates_data_dir(tmp_path: Path) -> None:
@@ -271,14 +350,16 @@ async def test_default_url_creates_data_dir(tmp_path: Path) -> None:
 # --- search -------------------------------------------------------------------
 
 
-@pytest.fixture(params=["fts5", "like"])
+@pytest.fixture(params=["fts5", "like", "postgres"])
 async def search_store(
     request: pytest.FixtureRequest, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Store]:
     if request.param == "like":
         monkeypatch.setattr(search_module, "fts5_available", lambda db: False)
-    opened = await Store.open(db_url(db_path))
-    assert opened.search_uses_fts == (request.param == "fts5")
+    url = (request.getfixturevalue("postgres_url") if request.param == "postgres"
+           else db_url(db_path))
+    opened = await Store.open(url)
+    assert opened.search_uses_fts == (request.param != "like")
     yield opened
     await opened.close()
 
@@ -329,6 +410,42 @@ async def test_search_follows_inserts_updates_and_deletes(search_store: Store) -
     assert await _ids(store, "weather") == {other_turn.id}
     assert await _ids(store, "risotto") == set()
     await _check_fts_index(store)
+
+
+async def test_words_are_letters_and_digits_on_every_engine(search_store: Store) -> None:
+    store = search_store
+    call = make_call()
+    await store.create_call(call)
+    marks = make_turn(call.id, 0, user_text="It is 3.5 degrees, see example.com step-by-step")
+    french = make_turn(call.id, 1, reply_text="Le café est prêt à l'école")
+    names = make_turn(call.id, 2, user_text="snake_case_name and HTTPServer, Привет")
+    for turn in (marks, french, names):
+        await store.save_turn(turn)
+    # PostgreSQL's parser alone would keep "3.5", "example.com", "step-by-step" whole.
+    for query in ("3", "5 degrees", "example com", "example.com", "step by", "step-by-step",
+                  "deg"):
+        assert await _ids(store, query) == {marks.id}, query
+    for query in ("snake", "case_name", "httpserv", "Привет"):
+        assert await _ids(store, query) == {names.id}, query
+    assert await _ids(store, "café") == {french.id}
+    if store.search_uses_fts:  # an index folds accents and non-ASCII case; LIKE does not
+        for query in ("cafe", "CAFÉ", "pret", "ECOLE", "ПРИВЕТ"):
+            expected = names.id if query == "ПРИВЕТ" else french.id
+            assert await _ids(store, query) == {expected}, query
+
+
+async def test_best_matches_first_where_there_is_an_index(search_store: Store) -> None:
+    store = search_store
+    call = make_call()
+    await store.create_call(call)
+    strong = make_turn(call.id, 0, user_text="dragon, dragon, dragon!", reply_text="A dragon.")
+    weak = make_turn(call.id, 1, user_text="Once a dragon flew over the hills and the sea "
+                                           "to the far, far away castle of the old king.")
+    await store.save_turn(strong)
+    await store.save_turn(weak)
+    found = [t.id for t in await store.search_turns("dragon")]
+    # Ranked where there is an index; newest first with LIKE.
+    assert found == ([strong.id, weak.id] if store.search_uses_fts else [weak.id, strong.id])
 
 
 async def test_fts_index_added_to_database_created_without_it(
@@ -418,29 +535,94 @@ async def test_stats_percentiles_on_known_data(store: Store) -> None:
     assert stats["latency_ms"]["llm"] == pytest.approx({"count": 4, "p50": 250.0, "p90": 370.0})
 
 
-def test_percentile_edges() -> None:
-    assert percentile([42.0], 90) == 42.0
-    assert percentile([1.0, 2.0], 0) == 1.0
-    assert percentile([1.0, 2.0], 100) == 2.0
-    with pytest.raises(ValueError):
-        percentile([], 50)
+async def test_stats_match_the_reference_percentiles(store: Store) -> None:
+    rng = random.Random(7)
+    by_stage: dict[str, list[float]] = {}
+    for _ in range(3):
+        call = make_call()
+        await store.create_call(call)
+        for i in range(rng.randint(1, 60)):
+            timings = {stage: round(rng.uniform(0, 2000), 3)
+                       for stage in ("stt_ms", "llm_first_token_ms", "Z_tts", "asr.v2")
+                       if rng.random() < 0.7}
+            for stage, ms in timings.items():
+                by_stage.setdefault(stage, []).append(ms)
+            await store.save_turn(make_turn(call.id, i, timings=timings))
+    stats = await store.stats()
+    assert list(stats["latency_ms"]) == sorted(by_stage)  # by name, code point order
+    for stage, values in by_stage.items():
+        values.sort()
+        assert stats["latency_ms"][stage] == pytest.approx(
+            {"count": len(values), "p50": percentile(values, 50),
+             "p90": percentile(values, 90)}), stage
+
+
+async def test_stats_never_read_turns_into_python(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    call = make_call()
+    await store.create_call(call)
+    for i in range(30):
+        await store.save_turn(make_turn(call.id, i, timings={"stt": float(i), "llm": 1.0}))
+    fetched: list[int] = []  # rows read back, per statement
+    original: Any = peewee.Database.execute_sql
+
+    def counting_execute_sql(self: peewee.Database, *args: Any, **kwargs: Any) -> Any:
+        fetched.append(0)
+        return CountingCursor(original(self, *args, **kwargs), fetched)
+
+    monkeypatch.setattr(peewee.Database, "execute_sql", counting_execute_sql)
+    stats = await store.stats()
+    assert stats["turns"] == 30 and stats["latency_ms"]["stt"]["count"] == 30
+    assert fetched and max(fetched) <= 2  # one row per stage at most, not one per turn
+
+
+class CountingCursor:
+    """A DB-API cursor that counts the rows read from it."""
+
+    def __init__(self, cursor: Any, counts: list[int]) -> None:
+        self._cursor = cursor
+        self._counts = counts
+
+    def fetchone(self) -> Any:
+        row = self._cursor.fetchone()
+        self._counts[-1] += row is not None
+        return row
+
+    def fetchall(self) -> Any:
+        rows = self._cursor.fetchall()
+        self._counts[-1] += len(rows)
+        return rows
+
+    def fetchmany(self, size: int = 1) -> Any:
+        rows = self._cursor.fetchmany(size)
+        self._counts[-1] += len(rows)
+        return rows
+
+    def __iter__(self) -> Any:
+        for row in self._cursor:
+            self._counts[-1] += 1
+            yield row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
 
 
 # --- threading and lifecycle ----------------------------------------------------
 
 
 async def test_database_work_never_runs_on_the_event_loop_thread(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[threading.Thread] = []
-    original: Any = peewee.SqliteDatabase.execute_sql  # untyped in the stubs
+    original: Any = peewee.Database.execute_sql  # untyped in the stubs
 
-    def recording_execute_sql(self: peewee.SqliteDatabase, *args: Any, **kwargs: Any) -> Any:
+    def recording_execute_sql(self: peewee.Database, *args: Any, **kwargs: Any) -> Any:
         seen.append(threading.current_thread())
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(peewee.SqliteDatabase, "execute_sql", recording_execute_sql)
-    store = await Store.open(db_url(db_path))
+    monkeypatch.setattr(peewee.Database, "execute_sql", recording_execute_sql)
+    store = await Store.open(database_url)
     call = make_call()
     await store.create_call(call)
     await store.save_turn(make_turn(call.id, 0, user_text="hello"))
@@ -471,8 +653,8 @@ async def test_concurrent_save_turn_from_many_tasks(store: Store) -> None:
     assert await store.turns(call.id) == turns
 
 
-async def test_closed_store(db_path: Path) -> None:
-    store = await Store.open(db_url(db_path))
+async def test_closed_store(database_url: str) -> None:
+    store = await Store.open(database_url)
     call = make_call()
     pending = asyncio.ensure_future(store.create_call(call))
     await asyncio.sleep(0)  # let the write get queued before close
@@ -482,7 +664,7 @@ async def test_closed_store(db_path: Path) -> None:
     assert store.closed
     with pytest.raises(StoreClosedError):
         await store.get_call(call.id)
-    reopened = await Store.open(db_url(db_path))
+    reopened = await Store.open(database_url)
     try:
         assert await reopened.get_call(call.id) == call
     finally:

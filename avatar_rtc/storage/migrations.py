@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied in order at startup.
 
 Each migration runs in its own transaction together with the row recording
-it, so a crash mid-way leaves the previous version intact. Re-running is a
-no-op. Append new migrations; never edit or reorder applied ones.
+it, so a crash mid-way leaves the previous version intact (PostgreSQL's DDL is
+transactional too). Re-running is a no-op. Append new migrations; never edit or
+reorder applied ones. A migration sees either engine: the schema is the same on
+both, but for the full-text index each builds its own way.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from collections.abc import Callable
 
 import peewee
 
+from . import search_pg
 from .codec import time_to_db
+from .db import execute, is_postgres
 from .errors import SchemaTooNewError
 from .models import TABLES, SchemaVersion
 from .records import utc_now
@@ -24,8 +28,27 @@ def _v1_initial(db: peewee.Database) -> None:
     db.create_tables(list(TABLES), safe=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_postgres_search(db: peewee.Database) -> None:
+    # SQLite's FTS5 index depends on how SQLite was built, so ensure_fts keeps it at
+    # every startup instead; PostgreSQL always has tsvector.
+    if is_postgres(db):
+        search_pg.create_index(db)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search)
 LATEST_VERSION = len(MIGRATIONS)
+# Any fixed number: PostgreSQL's advisory lock that serializes migrating servers.
+_PG_MIGRATION_LOCK = 0x61766174
+
+
+def _lock(db: peewee.Database) -> None:
+    """Serialize migrations across processes, until this transaction ends.
+
+    SQLite's IMMEDIATE transactions already do; on PostgreSQL two servers starting
+    together would both find version 0 and both migrate.
+    """
+    if is_postgres(db):
+        execute(db, "SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
 
 
 def current_version(db: peewee.Database) -> int:
@@ -42,11 +65,13 @@ def migrate(db: peewee.Database, migrations: tuple[Migration, ...] = MIGRATIONS)
     Raises SchemaTooNewError if a newer release already migrated the database.
     """
     with db.atomic():
+        _lock(db)
         db.create_tables([SchemaVersion], safe=True)
     for version, migration in enumerate(migrations, start=1):
         # Checked inside the write transaction: another process may have
         # migrated while we waited for the lock.
         with db.atomic():
+            _lock(db)
             found = current_version(db)
             if found > len(migrations):
                 raise SchemaTooNewError(found, len(migrations))

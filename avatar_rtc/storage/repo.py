@@ -8,6 +8,7 @@ from typing import Any
 import peewee
 
 from . import search
+from . import stats as statistics
 from .codec import (
     json_from_db,
     json_to_db,
@@ -17,9 +18,9 @@ from .codec import (
     time_to_db,
     timings_from_db,
 )
+from .db import snapshot
 from .models import Call, Turn, VoiceProfile
 from .records import CallRecord, TurnRecord, VoiceProfileRecord, utc_now
-from .stats import latency_summary
 
 # --- calls -----------------------------------------------------------------
 
@@ -122,7 +123,7 @@ def list_calls(
         query = query.where(Call.started_at >= time_to_db(since))
     if until is not None:
         query = query.where(Call.started_at < time_to_db(until))
-    with db.atomic():  # page and total from one snapshot
+    with snapshot(db):  # page and total from one moment
         total = query.count()
         rows = list(
             query.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit).offset(offset)
@@ -224,25 +225,14 @@ def turn_counts(call_ids: list[str]) -> dict[str, tuple[int, int]]:
     return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in rows}
 
 
-def search_turns(query: str, limit: int, use_fts: bool) -> list[TurnRecord]:
-    rows = search.fts_search(query, limit) if use_fts else search.like_search(query, limit)
-    return [_turn_record(row) for row in rows]
+def search_turns(db: peewee.Database, query: str, limit: int, indexed: bool) -> list[TurnRecord]:
+    return [_turn_record(row) for row in search.search(db, query, limit, indexed)]
 
 
 def stats(db: peewee.Database) -> dict[str, Any]:
-    with db.atomic():  # counts and percentiles from one snapshot
-        calls = Call.select().count()
-        turn_count = Turn.select().count()
-        interruptions = Turn.select().where(Turn.interrupted == True).count()  # noqa: E712
-        cut_off = Turn.select().where(Turn.cut_off == True).count()  # noqa: E712
-        timings = [timings_from_db(row.timings) for row in Turn.select(Turn.timings)]
-    return {
-        "calls": calls,
-        "turns": turn_count,
-        "interruptions": interruptions,
-        "cut_off": cut_off,
-        "latency_ms": latency_summary(timings),
-    }
+    # Aggregated by the database; counts and percentiles from one moment.
+    with snapshot(db):
+        return {**statistics.counts(), "latency_ms": statistics.latency_summary(db)}
 
 
 # --- voice profiles --------------------------------------------------------
@@ -296,7 +286,7 @@ def list_profiles(
         if newest_first
         else (VoiceProfile.name, VoiceProfile.id)
     )
-    with db.atomic():
+    with snapshot(db):
         total = VoiceProfile.select().count()
         rows = list(VoiceProfile.select().order_by(*order).limit(limit).offset(offset))
     return [_profile_record(row) for row in rows], total

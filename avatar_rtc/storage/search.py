@@ -1,4 +1,6 @@
-"""Full-text search over turns: FTS5 on SQLite when available, LIKE otherwise."""
+"""Full-text search over turns: FTS5 on SQLite when available, a tsvector column on
+PostgreSQL (search_pg), LIKE otherwise. All three find the same turns: those holding
+every word of the query, a word being a run of letters and digits."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import re
 
 import peewee
 
-from .db import execute, fetch_one, is_sqlite
+from . import search_pg
+from .db import execute, fetch_one, is_postgres, is_sqlite
 from .errors import StorageError
 from .models import Turn
 
@@ -82,16 +85,30 @@ def ensure_fts(db: peewee.Database) -> bool:
     return True
 
 
-def _terms(query: str) -> list[str]:
-    return re.findall(r"\w+", query)
+def has_index(db: peewee.Database) -> bool:
+    """Whether search uses a full-text index (else LIKE)."""
+    # On PostgreSQL a migration made it; ensure_fts keeps SQLite's.
+    return is_postgres(db) or has_fts_table(db)
 
 
-def fts_search(query: str, limit: int) -> list[Turn]:
-    terms = _terms(query)
-    if not terms:
+def terms(query: str) -> list[str]:
+    # Letters and digits only (no underscore): what FTS5's unicode61 tokenizer and
+    # PostgreSQL's parser (after search_pg drops punctuation) call a word.
+    return re.findall(r"[^\W_]+", query)
+
+
+def search(db: peewee.Database, query: str, limit: int, indexed: bool) -> list[Turn]:
+    words = terms(query)
+    if not words:
         return []
-    # Each term quoted (no FTS syntax from user input) and prefix-matched; all must match.
-    match = " ".join(f'"{term}"*' for term in terms)
+    if is_postgres(db):
+        return search_pg.search(words, limit)
+    return fts_search(words, limit) if indexed else like_search(words, limit)
+
+
+def fts_search(words: list[str], limit: int) -> list[Turn]:
+    # Each word quoted (no FTS syntax from user input) and prefix-matched; all must match.
+    match = " ".join(f'"{word}"*' for word in words)
     sql = (
         f"SELECT turn.* FROM {FTS_TABLE} JOIN turn ON turn.seq = {FTS_TABLE}.rowid "
         f"WHERE {FTS_TABLE} MATCH ? ORDER BY {FTS_TABLE}.rank, turn.started_at DESC LIMIT ?"
@@ -99,14 +116,11 @@ def fts_search(query: str, limit: int) -> list[Turn]:
     return list(Turn.raw(sql, match, limit))
 
 
-def like_search(query: str, limit: int) -> list[Turn]:
-    terms = _terms(query)
-    if not terms:
-        return []
+def like_search(words: list[str], limit: int) -> list[Turn]:
     condition: peewee.ColumnBase | None = None
-    for term in terms:
+    for word in words:
         # contains() escapes LIKE wildcards and is case-insensitive on every backend.
-        clause = Turn.user_text.contains(term) | Turn.reply_text.contains(term)
+        clause = Turn.user_text.contains(word) | Turn.reply_text.contains(word)
         condition = clause if condition is None else condition & clause
     rows = (
         Turn.select()

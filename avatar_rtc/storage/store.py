@@ -17,12 +17,12 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 
 from . import repo
-from .db import execute, fetch_one, open_database
+from .db import check_server, execute, fetch_one, is_sqlite, open_database
 from .errors import StoreClosedError
 from .migrations import migrate
 from .models import bind_thread
 from .records import CallRecord, TurnRecord, VoiceProfileRecord
-from .search import has_fts_table
+from .search import has_index
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -60,8 +60,9 @@ class Store:
 
     def _open_sync(self) -> None:
         self._db.connect(reuse_if_open=True)
+        check_server(self._db)
         self.schema_version = migrate(self._db)
-        self.search_uses_fts = has_fts_table(self._db)
+        self.search_uses_fts = has_index(self._db)
 
     async def close(self) -> None:
         """Finish queued work, close the connection and stop the thread. Idempotent."""
@@ -152,12 +153,13 @@ class Store:
 
     async def search_turns(self, query: str, limit: int = 50) -> list[TurnRecord]:
         """Turns whose user_text or reply_text contain every word of ``query``."""
-        return await self._run(repo.search_turns, query, limit, self.search_uses_fts)
+        return await self._run(repo.search_turns, self._db, query, limit, self.search_uses_fts)
 
     async def check_search_index(self) -> None:
         """Raises if the full-text index drifted from the turn table (SQLite FTS5; the
-        LIKE fallback keeps no index). rank=1 makes SQLite compare the content too."""
-        if self.search_uses_fts:
+        LIKE fallback keeps no index, PostgreSQL's column is generated from the row).
+        rank=1 makes SQLite compare the content too."""
+        if self.search_uses_fts and is_sqlite(self._db):
             await self._run(execute, self._db,
                             "INSERT INTO turn_fts(turn_fts, rank) VALUES ('integrity-check', 1)")
 
@@ -166,6 +168,8 @@ class Store:
         busy_timeout, …): per-connection ones differ from what another client reads."""
         if not name.isidentifier():
             raise ValueError(f"not a pragma name: {name!r}")
+        if not is_sqlite(self._db):
+            raise ValueError("pragmas are SQLite's; this store is not SQLite")
         row = await self._run(fetch_one, self._db, f"PRAGMA {name}")
         return None if row is None else row[0]
 
