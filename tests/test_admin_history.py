@@ -1,6 +1,8 @@
-"""Conversation history through the admin API, on a real SQLite file and real Ogg/Opus
-recordings written with PyAV: listing, date filters, pagination, search, stats, export,
-recordings and per-turn segments, deletion, and paths that try to leave the data folder."""
+"""Conversation history through the admin API, on a real SQLite file or a real
+PostgreSQL database, and real Ogg/Opus recordings written with PyAV: listing, date
+filters, pagination, search, stats, export, recordings and per-turn segments, deletion,
+and paths that try to leave the data folder. The tests of the SQL run on both engines;
+those of the recordings on SQLite only."""
 
 from __future__ import annotations
 
@@ -31,11 +33,15 @@ from tests.fakes import fake_backends
 pytestmark = pytest.mark.timeout(60)
 
 DAY = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+# For the tests of the recordings: their SQL is the same as in the others.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def admin(aiohttp_client: ClientFactory, tmp_path: Path) -> AsyncIterator[Admin]:
-    async with admin_server(aiohttp_client, fake_backends(), tmp_path / "data") as server:
+async def admin(aiohttp_client: ClientFactory, tmp_path: Path,
+                database_url: str) -> AsyncIterator[Admin]:
+    async with admin_server(aiohttp_client, fake_backends(), tmp_path / "data",
+                            storage__database_url=database_url) as server:
         yield server
 
 
@@ -279,6 +285,7 @@ async def recorded_call(admin: Admin) -> tuple[CallRecord, list[TurnRecord]]:
     return call, turns
 
 
+@SQLITE_ONLY
 async def test_recordings_and_turn_segments(admin: Admin) -> None:
     call, turns = await recorded_call(admin)
     summary = (await get_json(admin, f"{API}/calls"))["items"][0]
@@ -318,6 +325,7 @@ async def test_recordings_and_turn_segments(admin: Admin) -> None:
     assert body["error"] == f"turn {turns[1].id} has no user audio in the recording"
 
 
+@SQLITE_ONLY
 async def test_missing_deleted_or_absent_recordings_are_404_with_the_reason(
     admin: Admin
 ) -> None:
@@ -339,6 +347,7 @@ async def test_missing_deleted_or_absent_recordings_are_404_with_the_reason(
     assert summary["has_recording"] is False and summary["recording_deleted"] is True
 
 
+@SQLITE_ONLY
 async def test_stored_paths_outside_the_data_folder_are_never_served(admin: Admin,
                                                                       tmp_path: Path) -> None:
     store = store_of(admin)
@@ -383,6 +392,7 @@ async def test_deleting_a_call_removes_its_rows_and_recording(admin: Admin) -> N
     assert len(await store.turns(calls[1][0].id)) == 2
 
 
+@SQLITE_ONLY
 async def test_a_live_call_cannot_be_deleted(admin: Admin) -> None:
     call, _ = await recorded_call(admin)
     admin.state.calls[call.id] = object()  # type: ignore[assignment]  # only its key matters
@@ -397,6 +407,7 @@ async def test_a_live_call_cannot_be_deleted(admin: Admin) -> None:
                          16000)) > 100
 
 
+@SQLITE_ONLY
 async def test_a_turn_past_the_end_or_a_broken_file_is_a_json_error(admin: Admin) -> None:
     store = store_of(admin)
     call, _ = await recorded_call(admin)

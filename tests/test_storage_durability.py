@@ -34,8 +34,8 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-async def test_turns_survive_sigkill(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'crash.db'}"
+async def test_turns_survive_sigkill(database_url: str) -> None:
+    url = database_url  # a SQLite file, then a PostgreSQL database
     pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": pythonpath}
     child = await asyncio.create_subprocess_exec(
