@@ -1,8 +1,11 @@
-"""Online backup and restore with a real SQLite database and real files."""
+"""Online backup and restore with real files and a real database: a SQLite file, or a
+database on a real PostgreSQL server (tests/postgres.py) backed up with pg_dump and
+restored with pg_restore."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -11,7 +14,7 @@ import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from avatar_rtc.storage import (
     new_id,
     utc_now,
 )
+from tests.postgres import PgServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,11 +75,8 @@ async def add_call(store: Store, root: Path, turns: int, audio: bytes) -> str:
     return call_id
 
 
-@pytest.fixture
-async def populated(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
-    """A data dir with calls, turns, recordings and a voice profile, its store open."""
-    root = tmp_path / "data"
-    store = await Store.open(default_url(root))
+async def fill(store: Store, root: Path) -> None:
+    """Calls, turns, recordings and a voice profile."""
     for n in range(3):
         await add_call(store, root, turns=4, audio=bytes(range(256)) * (50 + n))
     profile = VoiceProfileRecord(id=new_id(), name="Ada", backend="piper", created_at=utc_now(),
@@ -84,8 +85,61 @@ async def populated(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
     await store.create_profile(profile)
     (root / "profiles" / "ada").mkdir(parents=True)
     (root / "profiles" / "ada" / "reference.wav").write_bytes(b"RIFF" + bytes(5000))
+
+
+@pytest.fixture
+async def populated(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
+    """A data dir with calls, turns, recordings and a voice profile, its store open."""
+    root = tmp_path / "data"
+    store = await Store.open(default_url(root))
+    await fill(store, root)
     yield store, root
     await store.close()
+
+
+class LiveWrites:
+    """A live server's writes during a backup: turns keep coming (``written``, in commit
+    order) and one recording keeps growing on disk."""
+
+    def __init__(self, store: Store, call_id: str, growing: Path) -> None:
+        self.store = store
+        self.call_id = call_id
+        self.growing = growing
+        self.written: list[str] = []
+        self._stop = asyncio.Event()
+        self._stop_growing = threading.Event()
+
+    async def _write(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            turn_id = new_id()
+            await self.store.save_turn(TurnRecord(id=turn_id, call_id=self.call_id,
+                                                  index=index, started_at=utc_now(),
+                                                  user_text=f"live {index}"))
+            self.written.append(turn_id)
+            index += 1
+            await asyncio.sleep(0.001)
+
+    def _grow(self) -> None:
+        with open(self.growing, "ab") as out:
+            while not self._stop_growing.is_set():
+                out.write(b"page" * 256)
+                out.flush()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        writer = asyncio.create_task(self._write())
+        grower = threading.Thread(target=self._grow)
+        grower.start()
+        try:
+            await asyncio.sleep(0.2)
+            yield
+            await asyncio.sleep(0.2)  # the server goes on after the backup
+        finally:
+            self._stop.set()
+            self._stop_growing.set()
+            await writer
+            grower.join()
 
 
 async def dump(store: Store) -> tuple[list[CallRecord], list[TurnRecord]]:
@@ -94,52 +148,39 @@ async def dump(store: Store) -> tuple[list[CallRecord], list[TurnRecord]]:
     return calls, turns
 
 
-async def test_backup_during_live_writes_restores_everything_into_an_empty_dir(
-    populated: tuple[Store, Path], tmp_path: Path
+def fresh_database(request: pytest.FixtureRequest, like: str, folder: Path) -> Settings:
+    """Settings for an empty data dir and an empty database of the same engine as ``like``."""
+    settings = settings_for(folder)
+    if like.startswith("postgres"):
+        server: PgServer = request.getfixturevalue("pg_server")
+        name = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        settings.storage.database_url = server.url(name)
+    return settings
+
+
+async def test_backup_during_live_writes_restores_everything_into_a_fresh_database(
+    database_url: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    store, root = populated
-    before_calls, before_turns = await dump(store)
-    original_files = files_under(root)
-
-    # A live server: turns keep coming, and one recording keeps growing on disk.
-    stop = asyncio.Event()
-    live_call = await add_call(store, root, turns=0, audio=b"OggS" * 100)
-    written: list[str] = []
-
-    async def keep_writing() -> None:
-        index = 0
-        while not stop.is_set():
-            turn_id = new_id()
-            await store.save_turn(TurnRecord(id=turn_id, call_id=live_call, index=index,
-                                             started_at=utc_now(), user_text=f"live {index}"))
-            written.append(turn_id)
-            index += 1
-            await asyncio.sleep(0.001)
-
-    growing = root / relative_paths(live_call)[0]
-    stop_growing = threading.Event()
-
-    def keep_growing() -> None:
-        with open(growing, "ab") as out:
-            while not stop_growing.is_set():
-                out.write(b"page" * 256)
-                out.flush()
-
-    writer = asyncio.create_task(keep_writing())
-    grower = threading.Thread(target=keep_growing)
-    grower.start()
+    root = tmp_path / "data"
+    settings = settings_for(root)
+    settings.storage.database_url = database_url
+    store = await Store.open(database_url)
     try:
-        await asyncio.sleep(0.2)
-        committed_before = len(written)
-        archive = tmp_path / "backup.tar"
-        summary = await asyncio.to_thread(backup, settings_for(root), archive)
-        committed_after = len(written)
-        await asyncio.sleep(0.2)  # the server goes on after the backup
+        await fill(store, root)
+        before_calls, before_turns = await dump(store)
+        original_files = files_under(root)
+        live_call = await add_call(store, root, turns=0, audio=b"OggS" * 100)
+        growing = root / relative_paths(live_call)[0]
+        live = LiveWrites(store, live_call, growing)
+        async with live.running():
+            committed_before = len(live.written)
+            archive = tmp_path / "backup.tar"
+            summary = await asyncio.to_thread(backup, settings, archive)
+            committed_after = len(live.written)
     finally:
-        stop.set()
-        stop_growing.set()
-        await writer
-        grower.join()
+        await store.close()
+    written = live.written
     assert committed_after > committed_before > 0, "the writes did not overlap the backup"
     assert summary.archive == archive and archive.is_file()
     leftovers = await asyncio.to_thread(lambda: [*tmp_path.glob("*.partial"),
@@ -147,15 +188,17 @@ async def test_backup_during_live_writes_restores_everything_into_an_empty_dir(
     assert not leftovers
 
     target = tmp_path / "restored"
-    restored = restore(settings_for(target), archive)
+    target_settings = fresh_database(request, database_url, target)
+    restored = restore(target_settings, archive)
     assert restored.counts == summary.counts
 
-    again = await Store.open(default_url(target))
+    again = await Store.open(target_settings.storage.database_url or default_url(target))
     try:
         calls, turns = await dump(again)
         live_turns = await again.turns(live_call)
         profiles, _ = await again.list_profiles()
         found = await again.search_turns("weather")
+        stats = await again.stats()
     finally:
         await again.close()
     # Everything committed before the backup is there, exactly; of the live writes, a
@@ -169,9 +212,11 @@ async def test_backup_during_live_writes_restores_everything_into_an_empty_dir(
                               "voice_profile": 1}
     assert [p.name for p in profiles] == ["Ada"]
     assert len(found) == len(before_turns)  # the search index came along
-    with sqlite3.connect(target / "avatar_rtc.db") as db:
-        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert stats["turns"] == summary.counts["turn"]
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(target / "avatar_rtc.db") as db:
+            assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
     # The files: the finished ones identical, the growing one as far as it had got.
     restored_files = files_under(target)
@@ -369,91 +414,49 @@ def test_the_tools_wrappers_exist_and_call_the_cli() -> None:
         assert "tools/setup" in text and f".venv/bin/avatar-rtc {name} \"$@\"" in text
 
 
-
-# --- PostgreSQL, with a real server when its binaries are installed -------------------
-
-
-def _pg_bin() -> Path | None:
-    import shutil
-
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return candidates[-1].parent if candidates else None
-
-
-@pytest.fixture
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1; yields its base URL (no database)."""
-    import os
-    import shutil
-    import tempfile
-
-    from tests.conftest import free_port
-
-    bindir = _pg_bin()
-    if bindir is None or shutil.which("pg_dump") is None or shutil.which("psql") is None:
-        pytest.skip("PostgreSQL server and client binaries are not installed")
-    # Not under pytest's tmp dir: that is private to us, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="avatar-pg-"))
-    data = base / "cluster"
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(base, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "avatar", "--no-sync"], check=True, capture_output=True, timeout=120)
-    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                    str(base / "log"), "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-                    " -c fsync=off", "start"], check=True, capture_output=True, timeout=120)
+async def test_postgresql_restore_refusals_and_force(
+    pg_server: PgServer, postgres_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    settings = settings_for(root)
+    settings.storage.database_url = postgres_url
+    store = await Store.open(postgres_url)
     try:
-        yield f"postgresql://avatar:unused-secret@127.0.0.1:{port}"
+        await fill(store, root)
+        expected = await dump(store)
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        await store.close()
+    archive = backup(settings, tmp_path / "pg.tar").archive
 
+    # A database already in use is not overwritten without --force; with it, replaced.
+    target = fresh_database(request, postgres_url, tmp_path / "target")
+    used = await Store.open(target.storage.database_url)
+    stray = CallRecord(id=new_id(), started_at=utc_now() - timedelta(days=1))
+    await used.create_call(stray)
+    await used.close()
+    with pytest.raises(BackupError, match="PostgreSQL database is not empty: pass --force"):
+        restore(target, archive)
+    restore(target, archive, force=True)
+    again = await Store.open(target.storage.database_url)
+    try:
+        assert await dump(again) == expected
+        assert len(await again.search_turns("weather")) == len(expected[1])
+    finally:
+        await again.close()
 
-def psql(url: str, sql: str) -> str:
-    done = subprocess.run(["psql", "--no-psqlrc", "-tA", "-v", "ON_ERROR_STOP=1", "--dbname",
-                           url.replace(":unused-secret@", "@"), "-c", sql],
-                          capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout.strip()
-
-
-def test_postgresql_backup_and_restore_with_pg_dump(postgres: str, tmp_path: Path) -> None:
-    psql(f"{postgres}/postgres", "CREATE DATABASE source")
-    psql(f"{postgres}/postgres", "CREATE DATABASE target")
-    source = f"{postgres}/source"
-    psql(source, "CREATE TABLE call (id text PRIMARY KEY, started_at text); "
-                 "INSERT INTO call SELECT 'c' || n, 'now' FROM generate_series(1, 50) n")
-    data = tmp_path / "data"
-    (data / "recordings" / "c1").mkdir(parents=True)
-    (data / "recordings" / "c1" / "user.ogg").write_bytes(b"OggS" * 10)
-    settings = settings_for(data)
-    settings.storage.database_url = source
-    summary = backup(settings, tmp_path / "pg.tar")
-    assert summary.database == "postgresql" and summary.files == 1
-    with tarfile.open(summary.archive) as tar:
-        assert "db/postgres.dump" in tar.getnames()
-
-    target = settings_for(tmp_path / "restored")
-    target.storage.database_url = f"{postgres}/target"
-    restore(target, summary.archive)
-    assert psql(f"{postgres}/target", "SELECT count(*) FROM call") == "50"
-    assert (tmp_path / "restored" / "recordings" / "c1" / "user.ogg").read_bytes() == b"OggS" * 10
-
-    # A database with tables is not overwritten without --force.
-    psql(source, "INSERT INTO call VALUES ('c51', 'later')")
-    again = backup(settings, tmp_path / "pg2.tar")
-    other = settings_for(tmp_path / "empty-dir")
-    other.storage.database_url = f"{postgres}/target"
-    with pytest.raises(BackupError, match="PostgreSQL database is not empty"):
-        restore(other, again.archive)
-    restore(other, again.archive, force=True)
-    assert psql(f"{postgres}/target", "SELECT count(*) FROM call") == "51"
-    # A PostgreSQL backup does not go into a SQLite setup.
+    # Neither into the other engine, nor from a newer release, nor from a stranger's DB.
     with pytest.raises(BackupError, match="holds a postgresql database"):
-        restore(settings_for(tmp_path / "sqlite-target"), again.archive)
+        restore(settings_for(tmp_path / "sqlite-target"), archive)
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile(MANIFEST).read())  # type: ignore[union-attr]
+    manifest["database"]["schema_version"] = 99
+    rewrite_member(archive, MANIFEST, json.dumps(manifest).encode())
+    fresh = fresh_database(request, postgres_url, tmp_path / "fresh")
+    with pytest.raises(BackupError, match="schema is version 99"):
+        restore(fresh, archive)
+    assert pg_server.query(fresh.storage.database_url.rsplit("/", 1)[1],
+                           "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                           ) == [(0,)]
+    other = fresh_database(request, postgres_url, tmp_path / "other")
+    with pytest.raises(BackupError, match="not an avatar_rtc database"):
+        backup(other, tmp_path / "other.tar")

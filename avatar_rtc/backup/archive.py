@@ -34,7 +34,7 @@ CHUNK = 1024 * 1024
 class Summary:
     archive: Path
     database: str  # "sqlite" or "postgresql"
-    counts: dict[str, int] | None  # rows per table (None: not counted, PostgreSQL)
+    counts: dict[str, int] | None  # rows per table (None: an archive without them)
     files: int
     bytes: int  # of the archive
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from avatar_rtc.backup import postgres
 from avatar_rtc.backup.archive import (
     FILE_FOLDERS,
     FORMAT,
@@ -28,12 +29,8 @@ from avatar_rtc.backup.archive import (
 from avatar_rtc.backup.database import (
     database_url,
     kind_of,
-    pg_has_tables,
-    postgres,
-    run_pg,
     snapshot_sqlite,
     sqlite_path,
-    tool,
     verify_staged_sqlite,
 )
 from avatar_rtc.backup.errors import BackupError
@@ -64,14 +61,11 @@ def backup(settings: Settings, output: Path) -> Summary:
             database: dict[str, Any] = {"kind": kind}
             if kind == "sqlite":
                 version, counts = snapshot_sqlite(sqlite_path(url), scratch)
-                database.update(schema_version=version, counts=counts, member=SQLITE_MEMBER)
                 member = SQLITE_MEMBER
             else:
-                uri, env = postgres(url)
-                run_pg([tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-                         "--file", str(scratch), "--dbname", uri], env, "pg_dump")
-                database.update(schema_version=None, counts=None, member=POSTGRES_MEMBER)
+                version, counts = postgres.dump(url, scratch)
                 member = POSTGRES_MEMBER
+            database.update(schema_version=version, counts=counts, member=member)
             entry = add_file(tar, scratch, member)
             assert entry is not None
             files = [entry]
@@ -151,11 +145,10 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Summar
                               f"configured one is {kind} ({url.split('://')[0]}://...)")
         db_path = sqlite_path(url) if kind == "sqlite" else None
         _check_target(root, db_path, force)
-        pg: tuple[str, dict[str, str]] | None = None
         if kind == "postgresql":
-            pg = postgres(url)
-            tool("pg_restore")
-            if not force and pg_has_tables(*pg):
+            postgres.check_version(database)
+            postgres.tool("pg_restore")
+            if not force and postgres.has_tables(url):
                 raise BackupError("the target PostgreSQL database is not empty: pass --force "
                                   "to replace its tables")
         root.mkdir(parents=True, exist_ok=True)
@@ -165,13 +158,8 @@ def restore(settings: Settings, archive: Path, *, force: bool = False) -> Summar
             extract_verified(tar, manifest, staging)
             if db_path is not None:
                 verify_staged_sqlite(staging / SQLITE_MEMBER, database)
-            if pg is not None:
-                uri, env = pg
-                args = [tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
-                        "--single-transaction", "--dbname", uri]
-                if force:
-                    args[1:1] = ["--clean", "--if-exists"]
-                run_pg([*args, str(staging / POSTGRES_MEMBER)], env, "pg_restore")
+            if kind == "postgresql":
+                postgres.restore(url, staging / POSTGRES_MEMBER, database, force=force)
             _move_into_place(staging, root, db_path, force)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
