@@ -449,9 +449,12 @@ def test_as_dict_masks_secrets() -> None:
             "AVATAR_ICE_TURN_CREDENTIAL": "hunter2",
             "AVATAR_ICE_TURN_USERNAME": "bob",
             "AVATAR_ADMIN_TOKEN": "s3cret-token",
+            "AVATAR_STORAGE_DATABASE_URL": "postgresql://avatar:p%40ss:w0rd@db:5432/avatar",
         }
     )
     data = as_dict(settings)
+    assert data["storage"]["database_url"] == "postgresql://avatar:***@db:5432/avatar"
+    assert "w0rd" not in repr(data)
     assert data["admin"]["token"] == "***"
     assert "s3cret-token" not in repr(data)
     assert data["llm"]["api_key"] == "***"
@@ -471,6 +474,9 @@ def test_as_dict_shape_and_empty_secret() -> None:
     assert data["server"]["port"] == 8080
     assert data["ice"]["turn_credential"] == ""  # nothing to hide
     assert data["llm"]["api_key"] == ""
+    assert data["storage"]["database_url"] == ""
+    assert as_dict(load(env={"AVATAR_STORAGE_DATABASE_URL": "postgresql://me@db/x"})
+                   )["storage"]["database_url"] == "postgresql://me@db/x"  # no password
     assert as_dict(Settings())["llm"]["api_key"] == "***"  # the default "none" is masked
 
 

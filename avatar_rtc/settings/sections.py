@@ -241,7 +241,9 @@ class EchoSettings:
 @dataclass
 class StorageSettings:
     data_dir: str = setting("data", "Folder of the database, recordings and models")
-    database_url: str = setting("", "Database URL; empty: SQLite, avatar.db in data_dir")
+    database_url: str = setting(
+        "", "sqlite:///path or postgresql://user:password@host:port/db (the postgres extra); "
+        "empty: SQLite, avatar_rtc.db in data_dir")
 
     @property
     def root(self) -> Path:

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .sections import Settings, SettingsError
 
@@ -225,4 +226,15 @@ def as_dict(settings: Settings) -> dict[str, Any]:
     for section, key in (("llm", "api_key"), ("ice", "turn_credential"), ("admin", "token")):
         if data[section][key]:
             data[section][key] = "***"
+    data["storage"]["database_url"] = _mask_password(data["storage"]["database_url"])
     return data
+
+
+def _mask_password(url: str) -> str:
+    """postgresql://user:***@host/db: the password of a database URL hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
