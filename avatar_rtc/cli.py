@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from avatar_rtc.app import create_app
+    from avatar_rtc.storage import StorageError
 
     settings = settings_mod.load(args)
     setup_logging(settings.log.level, settings.log.json)
@@ -29,7 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = settings.server.host, settings.server.port
     print(f"avatar_rtc: http://{host}:{port}/ (models load in the background; "
           f"GET /health says when ready)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    try:
+        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    except StorageError as exc:  # the database cannot be opened: say why, no traceback
+        print(f"avatar-rtc serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,6 +9,8 @@ import asyncio
 import math
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -322,7 +324,8 @@ async def test_postgresql_refusals_are_precise(pg_server: PgServer) -> None:
             await Store.open(pg_server.url("ascii_db"))
     finally:
         pg_server.drop_database("ascii_db")
-    with pytest.raises(peewee.OperationalError, match="password authentication failed"):
+    with pytest.raises(StorageError, match=r"cannot connect to postgresql://avatar:\*\*\*@"
+                       r".*password authentication failed"):
         await Store.open(pg_server.url("postgres", password="wrong"))
 
 
@@ -682,3 +685,18 @@ async def test_two_open_stores_stay_separate(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def test_serve_says_why_the_database_cannot_be_opened(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    url = f"postgresql://avatar:s3cret@127.0.0.1:{free_port()}/avatar"  # nobody listens
+    done = subprocess.run(
+        [sys.executable, "-m", "avatar_rtc", "serve", "--storage-database-url", url,
+         "--storage-data-dir", str(tmp_path), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120, check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "avatar-rtc serve: cannot connect to postgresql://avatar:***@127.0.0.1" in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr

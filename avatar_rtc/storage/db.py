@@ -72,13 +72,14 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
     params: dict[str, Any] = db_url.parse(url, unquote_password=True, unquote_user=True)
     database = params.pop("database", None)
     if not database:
-        raise StorageError(f"no database name in {_without_password(url)!r}: "
+        raise StorageError(f"no database name in {redacted(url)!r}: "
                            "postgresql://user:password@host:port/dbname")
     # psycopg 3 even where psycopg2 is installed too: the one this project tests.
     return peewee.PostgresqlDatabase(database, prefer_psycopg3=True, **params)
 
 
-def _without_password(url: str) -> str:
+def redacted(url: str) -> str:
+    """``url`` with its password, if any, as ***: fit for logs and errors."""
     parts = urlparse(url)
     if parts.password is None:
         return url

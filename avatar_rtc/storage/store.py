@@ -17,8 +17,8 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 
 from . import repo
-from .db import check_server, execute, fetch_one, is_sqlite, open_database
-from .errors import StoreClosedError
+from .db import check_server, execute, fetch_one, is_sqlite, open_database, redacted
+from .errors import StorageError, StoreClosedError
 from .migrations import migrate
 from .models import bind_thread
 from .records import CallRecord, TurnRecord, VoiceProfileRecord
@@ -52,14 +52,18 @@ class Store:
         )
         store = cls(db, executor)
         try:
-            await store._run(store._open_sync)
+            await store._run(store._open_sync, url)
         except BaseException:
             await store.close()
             raise
         return store
 
-    def _open_sync(self) -> None:
-        self._db.connect(reuse_if_open=True)
+    def _open_sync(self, url: str) -> None:
+        try:
+            self._db.connect(reuse_if_open=True)
+        except peewee.OperationalError as exc:
+            # The driver's reason (refused, bad password, no such database), and where.
+            raise StorageError(f"cannot connect to {redacted(url)}: {exc}") from None
         check_server(self._db)
         self.schema_version = migrate(self._db)
         self.search_uses_fts = has_index(self._db)
