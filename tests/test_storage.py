@@ -700,3 +700,35 @@ def test_serve_says_why_the_database_cannot_be_opened(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "avatar-rtc serve: cannot connect to postgresql://avatar:***@127.0.0.1" in done.stderr
     assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+async def test_a_postgresql_database_of_version_1_gains_the_search_index(
+    postgres_url: str
+) -> None:
+    from avatar_rtc.storage import repo
+    from avatar_rtc.storage.db import open_database
+    from avatar_rtc.storage.migrations import MIGRATIONS, migrate
+    from avatar_rtc.storage.models import bind_thread
+
+    call = make_call()
+    turn = make_turn(call.id, 0, user_text="An older turn about zeppelins")
+
+    def at_version_1() -> None:  # as a release before migration 2 left it
+        db = open_database(postgres_url)
+        bind_thread(db)
+        try:
+            db.connect()
+            assert migrate(db, MIGRATIONS[:1]) == 1
+            repo.create_call(db, call)
+            repo.save_turn(db, turn)
+            db.close()
+        finally:
+            bind_thread(None)
+
+    await asyncio.to_thread(at_version_1)
+    store = await Store.open(postgres_url)
+    try:
+        assert store.schema_version == 2
+        assert await _ids(store, "zeppelin") == {turn.id}
+    finally:
+        await store.close()
