@@ -732,3 +732,17 @@ async def test_a_postgresql_database_of_version_1_gains_the_search_index(
         assert await _ids(store, "zeppelin") == {turn.id}
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_without_a_postgresql_server_ci_fails_and_elsewhere_skips(
+    ci: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests import postgres
+
+    monkeypatch.setattr(postgres, "PG_ROOT", tmp_path)  # nothing installed there
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="no PostgreSQL server under"):
+        postgres.start_server()
