@@ -746,3 +746,24 @@ def test_without_a_postgresql_server_ci_fails_and_elsewhere_skips(
     outcome = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(outcome, match="no PostgreSQL server under"):
         postgres.start_server()
+
+
+async def test_a_dropped_postgresql_connection_is_replaced_between_transactions(
+    pg_server: PgServer, postgres_url: str
+) -> None:
+    store = await Store.open(postgres_url)
+    try:
+        first = make_call()
+        await store.create_call(first)
+        name = postgres_url.rsplit("/", 1)[1]
+        # What a server restart or an idle timeout does to the store's connection.
+        killed = pg_server.query(name, "SELECT pg_terminate_backend(pid) FROM "
+                                       "pg_stat_activity WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()")
+        assert killed == [(True,)]
+        assert await store.get_call(first.id) == first  # a read, then a write
+        second = make_call()
+        await store.create_call(second)
+        assert (await store.list_calls())[1] == 2
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import peewee
 from playhouse import db_url
+from playhouse.shortcuts import ReconnectMixin
 
 from .errors import StorageError
 
@@ -60,6 +61,20 @@ def open_database(url: str) -> peewee.Database:
     return db
 
 
+class ReconnectingPostgresqlDatabase(ReconnectMixin, peewee.PostgresqlDatabase):  # type: ignore[misc]
+    """Opens a new connection when the server dropped the old one (a restart, an idle
+    timeout, pg_terminate_backend). Only between transactions: inside one the error
+    stands, so no write is lost or applied twice; every write here runs in one."""
+
+    reconnect_errors = (
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "consuming input failed"),
+        (peewee.OperationalError, "the connection is closed"),
+        (peewee.InterfaceError, "the connection is closed"),
+    )
+
+
 def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
     try:
         import psycopg  # noqa: F401  # only to say what is missing, before peewee does
@@ -75,7 +90,7 @@ def _open_postgres(url: str) -> peewee.PostgresqlDatabase:
         raise StorageError(f"no database name in {redacted(url)!r}: "
                            "postgresql://user:password@host:port/dbname")
     # psycopg 3 even where psycopg2 is installed too: the one this project tests.
-    return peewee.PostgresqlDatabase(database, prefer_psycopg3=True, **params)
+    return ReconnectingPostgresqlDatabase(database, prefer_psycopg3=True, **params)
 
 
 def redacted(url: str) -> str:
