@@ -21,9 +21,9 @@ from avatar_rtc.app import create_app
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.settings import Settings
 from avatar_rtc.state import STATE, AppState
-from tests.postgres import database_url, pg_server, postgres_url
 
-__all__ = ["database_url", "pg_server", "postgres_url"]  # fixtures, shared by every test
+# Fixtures for every test: a real PostgreSQL server, a database on it, either engine.
+from tests.postgres import database_url, pg_server, postgres_url  # noqa: F401
 
 
 def free_port() -> int:
