@@ -37,6 +37,8 @@ from avatar_rtc.storage.models import Call
 from tests.postgres import PgServer
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+# For tests of what happens before any SQL: one engine is enough.
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def db_url(path: Path) -> str:
@@ -190,6 +192,7 @@ async def test_profile_round_trip_and_crud(store: Store) -> None:
     assert await store.get_profile(profile.id) is None
 
 
+@SQLITE_ONLY
 async def test_naive_datetime_rejected(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.create_call(make_call(started_at=datetime(2025, 1, 1)))
@@ -642,6 +645,7 @@ async def test_database_work_never_runs_on_the_event_loop_thread(
     assert len({t.ident for t in seen}) == 1  # one dedicated thread
 
 
+@SQLITE_ONLY
 async def test_models_refuse_the_event_loop_thread(store: Store) -> None:
     with pytest.raises(peewee.InterfaceError, match="no database bound"):
         Call.select().count()
