@@ -31,7 +31,8 @@ from tests.conftest import LiveServer
 from tests.speech import speak, with_silence, word_error_rate
 from tests.turn_server import TurnServer, coturn, needs_coturn
 
-pytestmark = [needs_coturn, pytest.mark.timeout(180)]
+# Generous: the first test of a session waits for the models to load.
+pytestmark = [needs_coturn, pytest.mark.timeout(300)]
 
 QUESTION = "What is the capital of France?"
 
