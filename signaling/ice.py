@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
@@ -25,8 +25,9 @@ class IceConfig:
     stun_urls: tuple[str, ...] = ()
     turn_urls: tuple[str, ...] = ()
     turn_username: str = ""
-    turn_credential: str = ""
-    turn_secret: str = ""
+    # Out of repr: a config logged by mistake must not carry the secrets.
+    turn_credential: str = field(default="", repr=False)
+    turn_secret: str = field(default="", repr=False)
     turn_ttl_s: int = 3600
     relay_only: bool = False
 
@@ -79,8 +80,10 @@ def configuration_from_page(body: object) -> RTCConfiguration:
         if not (isinstance(urls, str) or (
                 isinstance(urls, list) and all(isinstance(u, str) for u in urls))):
             raise ValueError(f"iceServers entry without urls: {item!r}")
-        servers.append(RTCIceServer(urls=urls, username=item.get("username"),
-                                    credential=item.get("credential")))
+        username, credential = item.get("username"), item.get("credential")
+        if not all(v is None or isinstance(v, str) for v in (username, credential)):
+            raise ValueError("iceServers username and credential must be strings")
+        servers.append(RTCIceServer(urls=urls, username=username, credential=credential))
     try:
         policy = RTCIceTransportPolicy(body.get("iceTransportPolicy", "all"))
     except ValueError:

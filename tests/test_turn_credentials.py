@@ -65,6 +65,7 @@ def test_a_secret_issues_fresh_valid_credentials_each_time() -> None:
         assert server["credential"] == credential_for("north-wind", server["username"])
     configuration = config.configuration()
     assert configuration.iceTransportPolicy == RTCIceTransportPolicy.RELAY
+    assert "north-wind" not in repr(config)  # safe to log
     assert configuration.iceServers and configuration.iceServers[0].username
 
 
@@ -77,7 +78,8 @@ def test_the_page_configuration_converts_back_for_aiortc() -> None:
     assert server.urls == [TURN_URL] and server.credential == credential_for("x", server.username
                                                                              or "")
     for bad, message in (([], "iceServers list"), ({"iceServers": [{}]}, "without urls"),
-                         ({"iceServers": [], "iceTransportPolicy": "p2p"}, "p2p")):
+                         ({"iceServers": [], "iceTransportPolicy": "p2p"}, "p2p"),
+                         ({"iceServers": [{"urls": "turn:x", "credential": 1}]}, "strings")):
         with pytest.raises(ValueError, match=message):
             configuration_from_page(bad)
 
