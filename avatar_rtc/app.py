@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from avatar_rtc import recordings, routes
+from avatar_rtc import ice, recordings, routes
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.calls import CALLS, CallService
 from avatar_rtc.http_errors import json_errors
@@ -20,7 +20,7 @@ from avatar_rtc.state import STATE, AppState
 from avatar_rtc.storage import Store, default_url
 from media.latency import set_audio_prefetch
 from signaling.consent import patient_consent
-from signaling.ice import restrict_host_addresses, rtc_configuration
+from signaling.ice import restrict_host_addresses
 from signaling.peers import PeerLimits, PeerRegistry
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     """Builds the server; tests may inject ready-made (or fake) backends."""
     restrict_host_addresses(settings.ice.host_addresses)
     patient_consent()
+    ice_config = ice.ice_config(settings.ice)
     set_audio_prefetch(settings.server.inbound_jitter_frames)
     registry = PeerRegistry(
         settings.server.max_calls,
@@ -82,12 +83,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
             max_duration_s=settings.server.call_max_s,
             idle_timeout_s=settings.server.idle_timeout_s,
         ),
-        rtc_configuration(
-            settings.ice.stun_urls,
-            settings.ice.turn_urls,
-            settings.ice.turn_username,
-            settings.ice.turn_credential,
-        ),
+        ice_config.configuration,  # per peer: fresh TURN credentials
     )
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -105,5 +101,6 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     app.cleanup_ctx.append(recordings.sweeper_ctx)  # retention and the disk cap
     app.cleanup_ctx.append(_backends_ctx)
     app.cleanup_ctx.append(_peers_ctx)
+    ice.setup(app, ice_config)
     routes.setup(app, static)
     return app

@@ -22,13 +22,18 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from avatar_rtc.errors import AvatarError
 from media.resample import FrameResampler, Pcm, resample_pcm
 from signaling.consent import patient_consent
-from signaling.ice import rtc_configuration
+from signaling.ice import configuration_from_page, rtc_configuration
 
 RATE = 48000
 FRAME = 960  # 20 ms
@@ -133,13 +138,33 @@ class ReceivedFrame:
     peak: int
 
 
+async def server_ice(base_url: str, timeout_s: float = 10.0) -> RTCConfiguration:
+    """The ICE servers and policy the server gives its call page (GET /api/ice)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{base_url.rstrip('/')}/api/ice", timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
+            if response.status != 200:
+                raise CallerError(f"GET /api/ice answered {response.status}")
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise CallerError(f"cannot read the ICE servers of {base_url}: {exc}") from exc
+    try:
+        return configuration_from_page(body)
+    except ValueError as exc:
+        raise CallerError(f"GET /api/ice: {exc}") from None
+
+
 class Caller:
-    def __init__(self, base_url: str, *, voice: str | None = None) -> None:
+    def __init__(self, base_url: str, *, voice: str | None = None,
+                 configuration: RTCConfiguration | None = None) -> None:
+        """``configuration``: the ICE servers and policy (``server_ice`` reads the
+        server's); by default none, host candidates only."""
         self.base_url = base_url.rstrip("/")
         self.voice = voice
         self.mic = MicrophoneTrack()
         patient_consent()  # a busy client machine must not drop the call
-        self.pc = RTCPeerConnection(configuration=rtc_configuration())
+        self.pc = RTCPeerConnection(configuration=configuration or rtc_configuration())
         self.session_id: str | None = None
         self.events: list[tuple[float, dict[str, Any]]] = []
         self.frames: list[ReceivedFrame] = []

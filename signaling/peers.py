@@ -131,8 +131,11 @@ class Peer:
 
 class PeerRegistry:
     def __init__(
-        self, max_peers: int, limits: PeerLimits, configuration: RTCConfiguration
+        self, max_peers: int, limits: PeerLimits,
+        configuration: RTCConfiguration | Callable[[], RTCConfiguration],
     ) -> None:
+        """``configuration`` may be a function: each peer then gets its own (fresh TURN
+        credentials)."""
         self.max_peers = max_peers
         self.limits = limits
         self._configuration = configuration
@@ -151,7 +154,10 @@ class PeerRegistry:
         """A new peer connection, or RegistryFull when every slot is taken."""
         if len(self._peers) >= self.max_peers:
             raise RegistryFull(self.max_peers)
-        peer = Peer(RTCPeerConnection(configuration=self._configuration), self.limits)
+        configuration = self._configuration
+        if callable(configuration):
+            configuration = configuration()
+        peer = Peer(RTCPeerConnection(configuration=configuration), self.limits)
         self._peers[peer.id] = peer
 
         async def forget(_reason: str) -> None:

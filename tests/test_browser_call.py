@@ -180,7 +180,19 @@ class _StaticOnly(SimpleHTTPRequestHandler):
 
 
 class _StaticAndOffer(_StaticOnly):
-    """Also answers POST /offer, for a page whose peer connection is scripted."""
+    """Also answers GET /api/ice and POST /offer, for a page whose peer connection is
+    scripted."""
+
+    def do_GET(self) -> None:
+        if self.path != "/api/ice":
+            super().do_GET()
+            return
+        body = json.dumps({"iceServers": [], "iceTransportPolicy": "all"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -229,6 +241,19 @@ def test_browser_mic_denied_shows_message(static_only_server: str) -> None:
         while _text(driver, "call-button") != "Call" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _text(driver, "call-button") == "Call"
+
+
+@needs_browser
+@pytest.mark.browser
+def test_browser_without_ice_servers_from_the_server_says_so(static_only_server: str) -> None:
+    """GET /api/ice fails (404 here): the call stops with a message, the mic released."""
+    with chromium(None) as driver:
+        driver.get(f"{static_only_server}/")
+        _click(driver, "call-button")
+        message = wait_until(lambda: _text(driver, "message"), timeout=10, what="an error message")
+        assert message == "The server sent no ICE servers for the call.", message
+        state = call_state(driver)
+        assert state["inCall"] is False and state["pcState"] is None
 
 
 TIMINGS = {"endpoint_ms": 212.4, "stt_ms": 88.1, "stt_done_ms": 301.5,

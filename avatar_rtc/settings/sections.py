@@ -62,8 +62,17 @@ class IceSettings:
         default_factory=list, metadata={"doc": "STUN server URLs (stun:host:port)"})
     turn_urls: list[str] = field(
         default_factory=list, metadata={"doc": "TURN server URLs (turn:host:port?transport=udp)"})
-    turn_username: str = setting("", "TURN user name")
-    turn_credential: str = setting("", "TURN password (masked in /health)")
+    turn_username: str = setting("", "TURN user name (static credentials)")
+    turn_credential: str = setting("", "TURN password (static credentials; masked in /health)")
+    # coturn's use-auth-secret / static-auth-secret: each call gets its own credentials.
+    turn_secret: str = setting(
+        "", "Secret shared with the TURN server; issues short-lived credentials per call "
+        "(masked in /health)")
+    # coturn checks the expiry when a call's relay is allocated; the relay then lives
+    # on past it. Longer than server.call_max_s suits TURN servers that check it again.
+    turn_ttl_s: int = setting(3600, "Lifetime of issued TURN credentials in seconds")
+    relay_only: bool = setting(
+        False, "Both the page and the server use only TURN-relayed candidates")
     # aioice never offers loopback on its own.
     host_addresses: list[str] = field(
         default_factory=list,
@@ -372,6 +381,12 @@ class Settings:
             (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
             (self.admin.max_upload_bytes >= 1024, "admin.max_upload_bytes must be >= 1024"),
             (self.admin.write_rate_per_min >= 0, "admin.write_rate_per_min must be >= 0"),
+            (not (self.ice.turn_secret and (self.ice.turn_username or self.ice.turn_credential)),
+             "ice.turn_secret and ice.turn_username/turn_credential exclude each other"),
+            (not self.ice.turn_secret or 60 <= self.ice.turn_ttl_s <= 7 * 86400,
+             "ice.turn_ttl_s must be 60-604800"),
+            (not self.ice.relay_only or bool(self.ice.turn_urls),
+             "ice.relay_only needs ice.turn_urls"),
             (self.log.level.upper() in _LOG_LEVELS, f"log.level: one of {sorted(_LOG_LEVELS)}"),
         ]
         for ok, message in checks:

@@ -1,5 +1,6 @@
-// One call's WebRTC connection: the microphone, the RTCPeerConnection, the
-// "events" data channel and the offer/answer exchange over POST /offer.
+// One call's WebRTC connection: the microphone, the RTCPeerConnection (its ICE
+// servers from GET /api/ice), the "events" data channel and the offer/answer
+// exchange over POST /offer.
 // After close() no callback fires, so a late answer or event of an ended call
 // never reaches the page.
 
@@ -7,6 +8,7 @@ import { parseEvent } from "/static/call/protocol.js";
 
 const ICE_GATHER_CAP_MS = 2000;
 const OFFER_TIMEOUT_MS = 20000;
+const ICE_TIMEOUT_MS = 10000;
 
 // A failure with a message meant for the user.
 export class CallError extends Error {}
@@ -56,8 +58,11 @@ export class Connection {
   }
 
   // The peer connection, with the data channel and the microphone's track on it.
-  createPeer() {
-    const pc = new RTCPeerConnection({ iceServers: [] });
+  // Its ICE servers (TURN credentials issued for this call) come from the server.
+  async createPeer() {
+    const ice = await fetchIceConfig();
+    if (this.closed) throw new CallCancelled();
+    const pc = new RTCPeerConnection(ice);
     this.pc = pc;
     pc.addEventListener("connectionstatechange", () => {
       if (!this.closed) this.handlers.connectionState(pc.connectionState);
@@ -125,6 +130,28 @@ export class Connection {
     stopStream(this.stream);
     this.stream = null;
   }
+}
+
+// {iceServers, iceTransportPolicy} for the RTCPeerConnection, from GET /api/ice.
+async function fetchIceConfig() {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), ICE_TIMEOUT_MS);
+  let body = null;
+  try {
+    const resp = await fetch("/api/ice", { cache: "no-store", signal: abort.signal });
+    if (resp.ok) body = await resp.json();
+  } catch (err) {
+    throw new CallError("Cannot reach the server. Check that it is running and try again.");
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!body || !Array.isArray(body.iceServers)) {
+    throw new CallError("The server sent no ICE servers for the call.");
+  }
+  return {
+    iceServers: body.iceServers,
+    iceTransportPolicy: body.iceTransportPolicy === "relay" ? "relay" : "all",
+  };
 }
 
 async function postOffer(offer, voice, abort) {

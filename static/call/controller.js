@@ -99,7 +99,7 @@ export class CallController {
 
     try {
       meter.start(await conn.openMicrophone(this.processing));
-      const pc = conn.createPeer();
+      const pc = await conn.createPeer();
       Object.assign(call, {
         pc,
         dc: conn.dc,
