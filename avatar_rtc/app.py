@@ -88,6 +88,8 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
             settings.ice.turn_username,
             settings.ice.turn_credential,
         ),
+        max_pending=settings.server.max_pending_offers,
+        max_pending_per_address=settings.server.max_pending_per_address,
     )
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -96,7 +98,7 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     static = static_dir(settings)
     state = AppState(
         settings=settings, registry=registry, static_dir=static, backends=backends,
-        metrics=Metrics(active_calls=lambda: len(registry)),
+        metrics=Metrics(active_calls=registry.connected),
     )
     app[STATE] = state
     app[CALLS] = CallService(state)

@@ -11,11 +11,14 @@ from avatar_rtc.admin.app import add_admin
 from avatar_rtc.admin.resources import ready_backends
 from avatar_rtc.calls import CALLS, CallFailed, CallRefused
 from avatar_rtc.http_errors import ApiError
+from avatar_rtc.ratelimit import RateLimiter
 from avatar_rtc.state import STATE
 from avatar_rtc.voices import drivable_by, loaded_backends
 from signaling.offer import OfferError, parse_offer
 
 MAX_PUBLIC_VOICES = 1000
+# Per client address; absent when server.offer_rate_per_min is 0.
+OFFER_LIMITER = web.AppKey("offer_limiter", RateLimiter)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -27,8 +30,9 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, object] = {
         "ready": state.ready.is_set(),
         "backends": state.backends.describe() if state.backends else {},
-        "calls": len(state.registry),
+        "calls": state.registry.connected(),
         "max_calls": state.registry.max_peers,
+        "pending": state.registry.pending(),
     }
     if state.load_error:
         body["error"] = state.load_error
@@ -38,8 +42,12 @@ async def health(request: web.Request) -> web.Response:
 async def offer(request: web.Request) -> web.Response:
     """POST /offer: an SDP offer in, the answer out; the call service does the rest."""
     calls = request.app[CALLS]
+    limiter = request.app.get(OFFER_LIMITER)
+    if limiter is not None:
+        limiter.check(request.remote or "unknown", "offers")
     try:
-        calls.admit()  # before reading the body: a refused caller waits, not uploads
+        # Before reading the body: a refused caller waits, not uploads.
+        calls.admit(request.remote)
         answer = await calls.start(parse_offer(await request.read()),
                                    user_agent=request.headers.get("User-Agent"),
                                    remote_addr=request.remote)
@@ -74,6 +82,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, static: Path) -> None:
+    rate = app[STATE].settings.server.offer_rate_per_min
+    if rate > 0:
+        app[OFFER_LIMITER] = RateLimiter(rate)
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_post("/offer", offer)
