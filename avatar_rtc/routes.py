@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ async def offer(request: web.Request) -> web.Response:
     try:
         # Before reading the body: a refused caller waits, not uploads.
         calls.admit(request.remote)
-        answer = await calls.start(parse_offer(await request.read()),
+        answer = await calls.start(parse_offer(await _body(request)),
                                    user_agent=request.headers.get("User-Agent"),
                                    remote_addr=request.remote)
     except OfferError as exc:
@@ -59,6 +60,17 @@ async def offer(request: web.Request) -> web.Response:
     except CallFailed as exc:
         raise ApiError(500, str(exc)) from None
     return web.json_response({"sdp": answer.sdp, "type": "answer", "session_id": answer.call_id})
+
+
+async def _body(request: web.Request) -> bytes:
+    """The body, within the time allowed for a request's headers: a client that
+    claims more than it sends holds no handler for long."""
+    timeout_s = request.app[STATE].settings.server.keepalive_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {timeout_s:g} s", close=True) from None
 
 
 async def voices(request: web.Request) -> web.Response:

@@ -38,6 +38,10 @@ class ServerSettings:
     port: int = setting(8080, "TCP port to listen on")
     max_calls: int = setting(4, "Calls at once; /offer refuses more")
     max_body_bytes: int = setting(64 * 1024, "Largest request body accepted")
+    # aiohttp's only read deadline: it runs from the connection's start and from each
+    # answer, so a client that sends its headers slowly ("slow loris") is cut off too.
+    keepalive_timeout_s: float = setting(
+        15.0, "Seconds a connection may sit idle or take to send a request head (or an offer)")
     # An offer whose sender never starts ICE holds a pending slot until then; a real
     # call connects in well under a second on loopback, a few across networks.
     connect_timeout_s: float = setting(
@@ -315,6 +319,7 @@ class Settings:
             (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
             (self.server.connect_timeout_s >= 0, "server.connect_timeout_s must be >= 0"),
+            (self.server.keepalive_timeout_s > 0, "server.keepalive_timeout_s must be > 0"),
             (self.server.max_pending_offers >= 0, "server.max_pending_offers must be >= 0"),
             (self.server.max_pending_per_address >= 0,
              "server.max_pending_per_address must be >= 0"),
