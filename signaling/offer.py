@@ -25,6 +25,8 @@ def parse_offer(body: bytes) -> Offer:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OfferError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" a few thousand deep
+        raise OfferError("body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise OfferError("body must be a JSON object")
     if data.get("type") != "offer":
