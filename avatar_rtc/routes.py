@@ -12,6 +12,7 @@ from avatar_rtc.admin.app import add_admin
 from avatar_rtc.admin.resources import ready_backends
 from avatar_rtc.calls import CALLS, CallFailed, CallRefused
 from avatar_rtc.http_errors import ApiError
+from avatar_rtc.openapi import OPENAPI, document, openapi_json
 from avatar_rtc.ratelimit import RateLimiter
 from avatar_rtc.state import STATE
 from avatar_rtc.voices import drivable_by, loaded_backends
@@ -94,14 +95,18 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, static: Path) -> None:
-    rate = app[STATE].settings.server.offer_rate_per_min
+    settings = app[STATE].settings
+    rate = settings.server.offer_rate_per_min
     if rate > 0:
         app[OFFER_LIMITER] = RateLimiter(rate)
+    app[OPENAPI] = document(metrics=settings.server.metrics,
+                            admin_token=bool(settings.admin.token))
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_post("/offer", offer)
     app.router.add_get("/api/voices", voices)
-    if app[STATE].settings.server.metrics:
+    app.router.add_get("/openapi.json", openapi_json)
+    if settings.server.metrics:
         app.router.add_get("/metrics", metrics)
     add_admin(app)
     app.router.add_static("/static/", static, follow_symlinks=False)
