@@ -25,6 +25,12 @@ from signaling.peers import PeerLimits, PeerRegistry
 
 log = logging.getLogger(__name__)
 
+# aiohttp's limits on a request's head, stated here so they are the server's own: a
+# longer line or field, or more fields, is answered 400 and the connection closed.
+MAX_LINE_BYTES = 8190
+MAX_FIELD_BYTES = 8190
+MAX_HEADERS = 64
+
 
 def static_dir(settings: Settings) -> Path:
     if settings.server.static_dir:
@@ -84,15 +90,23 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
             idle_timeout_s=settings.server.idle_timeout_s,
         ),
         ice_config.configuration,  # per peer: fresh TURN credentials
+        max_pending=settings.server.max_pending_offers,
+        max_pending_per_address=settings.server.max_pending_per_address,
     )
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[json_errors],
+        handler_args={
+            "max_line_size": MAX_LINE_BYTES,
+            "max_field_size": MAX_FIELD_BYTES,
+            "max_headers": MAX_HEADERS,
+            "keepalive_timeout": settings.server.keepalive_timeout_s,
+        },
     )
     static = static_dir(settings)
     state = AppState(
         settings=settings, registry=registry, static_dir=static, backends=backends,
-        metrics=Metrics(active_calls=lambda: len(registry)),
+        metrics=Metrics(active_calls=registry.connected),
     )
     app[STATE] = state
     app[CALLS] = CallService(state)

@@ -4,6 +4,7 @@ end, and its end. The only code that creates a `Call`; `routes.offer` translates
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -99,12 +100,18 @@ class CallService:
     def __init__(self, state: AppState) -> None:
         self._state = state
 
-    def admit(self) -> None:
-        """Raises CallRefused unless a call may start now (models, slots, GPU memory)."""
+    def admit(self, remote_addr: str | None = None) -> None:
+        """Raises CallRefused unless a call may start now (models, slots, GPU memory,
+        room for one more pending offer from `remote_addr`)."""
         backends = self._backends()
-        refusal = backends.admission.check(len(self._state.registry))
+        registry = self._state.registry
+        refusal = backends.admission.check(registry.connected())
         if refusal is not None:
             raise CallRefused(refusal.reason, refusal.retry_after_s)
+        try:
+            registry.check(remote_addr)
+        except RegistryFull as exc:
+            raise CallRefused(str(exc), exc.retry_after_s) from None
 
     async def start(self, offer: Offer, *, user_agent: str | None = None,
                     remote_addr: str | None = None) -> Answer:
@@ -114,7 +121,7 @@ class CallService:
         backends = self._backends()
         voice = await self._voice(offer, backends)
         try:
-            peer = state.registry.create()
+            peer = state.registry.create(remote_addr)
         except RegistryFull as exc:
             raise CallRefused(str(exc), exc.retry_after_s) from None
         token = call_id_var.set(peer.id)  # tasks created from here carry the call ID in logs
@@ -130,12 +137,16 @@ class CallService:
             except OfferError:
                 await peer.close("bad_offer")
                 raise
+            except asyncio.CancelledError:  # shutdown mid-answer: nothing may stay open
+                await asyncio.shield(peer.close("error"))
+                raise
             except Exception as exc:
                 log.exception("negotiation failed")
                 await peer.close("error")
                 raise CallFailed(f"negotiation failed: {type(exc).__name__}") from exc
-            log.info("call %s answered (%d/%d calls)", call.id, len(state.registry),
-                     state.registry.max_peers)
+            log.info("call %s answered (%d/%d calls, %d pending)", call.id,
+                     state.registry.connected(), state.registry.max_peers,
+                     state.registry.pending())
             return Answer(sdp, call.id)
         finally:
             call_id_var.reset(token)

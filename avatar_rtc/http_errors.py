@@ -43,4 +43,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return ApiError(exc.status, exc.reason, headers=allow).response()
+        # After a 413 the rest of the body is unread: the connection cannot go on.
+        return ApiError(exc.status, exc.reason, headers=allow,
+                        close=exc.status == 413).response()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,15 @@ from avatar_rtc.admin.app import add_admin
 from avatar_rtc.admin.resources import ready_backends
 from avatar_rtc.calls import CALLS, CallFailed, CallRefused
 from avatar_rtc.http_errors import ApiError
+from avatar_rtc.openapi import OPENAPI, document, openapi_json
+from avatar_rtc.ratelimit import RateLimiter
 from avatar_rtc.state import STATE
 from avatar_rtc.voices import drivable_by, loaded_backends
 from signaling.offer import OfferError, parse_offer
 
 MAX_PUBLIC_VOICES = 1000
+# Per client address; absent when server.offer_rate_per_min is 0.
+OFFER_LIMITER = web.AppKey("offer_limiter", RateLimiter)
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -27,8 +32,9 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, object] = {
         "ready": state.ready.is_set(),
         "backends": state.backends.describe() if state.backends else {},
-        "calls": len(state.registry),
+        "calls": state.registry.connected(),
         "max_calls": state.registry.max_peers,
+        "pending": state.registry.pending(),
     }
     if state.load_error:
         body["error"] = state.load_error
@@ -38,9 +44,13 @@ async def health(request: web.Request) -> web.Response:
 async def offer(request: web.Request) -> web.Response:
     """POST /offer: an SDP offer in, the answer out; the call service does the rest."""
     calls = request.app[CALLS]
+    limiter = request.app.get(OFFER_LIMITER)
+    if limiter is not None:
+        limiter.check(request.remote or "unknown", "offers")
     try:
-        calls.admit()  # before reading the body: a refused caller waits, not uploads
-        answer = await calls.start(parse_offer(await request.read()),
+        # Before reading the body: a refused caller waits, not uploads.
+        calls.admit(request.remote)
+        answer = await calls.start(parse_offer(await _body(request)),
                                    user_agent=request.headers.get("User-Agent"),
                                    remote_addr=request.remote)
     except OfferError as exc:
@@ -51,6 +61,17 @@ async def offer(request: web.Request) -> web.Response:
     except CallFailed as exc:
         raise ApiError(500, str(exc)) from None
     return web.json_response({"sdp": answer.sdp, "type": "answer", "session_id": answer.call_id})
+
+
+async def _body(request: web.Request) -> bytes:
+    """The body, within the time allowed for a request's headers: a client that
+    claims more than it sends holds no handler for long."""
+    timeout_s = request.app[STATE].settings.server.keepalive_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"body not received within {timeout_s:g} s", close=True) from None
 
 
 async def voices(request: web.Request) -> web.Response:
@@ -74,11 +95,18 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, static: Path) -> None:
+    settings = app[STATE].settings
+    rate = settings.server.offer_rate_per_min
+    if rate > 0:
+        app[OFFER_LIMITER] = RateLimiter(rate)
+    app[OPENAPI] = document(metrics=settings.server.metrics,
+                            admin_token=bool(settings.admin.token))
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_post("/offer", offer)
     app.router.add_get("/api/voices", voices)
-    if app[STATE].settings.server.metrics:
+    app.router.add_get("/openapi.json", openapi_json)
+    if settings.server.metrics:
         app.router.add_get("/metrics", metrics)
     add_admin(app)
     app.router.add_static("/static/", static, follow_symlinks=False)

@@ -50,7 +50,10 @@ async def test_page_and_health(aiohttp_client: ClientFactory, tmp_path: Path) ->
         (b'{"type": "offer", "sdp": "hello"}', "v=0"),
         (b'{"type": "offer", "sdp": "v=0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96\\r\\n"}',
          "no audio"),
-        (b'{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP 0\\r\\n"}', "ICE credentials"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP 0\\r\\na=sendrecv\\r\\n"}',
+         "ICE credentials"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP 0\\r\\n"}', "no direction"),
+        (b'{"type": "offer", "sdp": "v=0\\r\\nm=audio 9\\r\\n"}', "media line is malformed"),
         (b'\xff\xfe\x00garbage', "not valid JSON"),
     ],
 )

@@ -67,6 +67,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(await request.read())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" a few thousand deep
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object")
     return body

@@ -38,7 +38,20 @@ class ServerSettings:
     port: int = setting(8080, "TCP port to listen on")
     max_calls: int = setting(4, "Calls at once; /offer refuses more")
     max_body_bytes: int = setting(64 * 1024, "Largest request body accepted")
-    connect_timeout_s: float = setting(15.0, "Seconds a new call may take to connect; 0: no limit")
+    # aiohttp's only read deadline: it runs from the connection's start and from each
+    # answer, so a client that sends its headers slowly ("slow loris") is cut off too.
+    keepalive_timeout_s: float = setting(
+        15.0, "Seconds a connection may sit idle or take to send a request head (or an offer)")
+    # An offer whose sender never starts ICE holds a pending slot until then; a real
+    # call connects in well under a second on loopback, a few across networks.
+    connect_timeout_s: float = setting(
+        5.0, "Seconds an answered offer may take to connect (ICE, DTLS); 0: no limit")
+    max_pending_offers: int = setting(
+        8, "Answered offers not yet connected, in all; /offer refuses more; 0: no limit")
+    max_pending_per_address: int = setting(
+        2, "Answered offers not yet connected, per client address; 0: no limit")
+    offer_rate_per_min: int = setting(
+        30, "POST /offer requests a minute per client address (429 above); 0: no limit")
     disconnect_grace_s: float = setting(
         5.0, "Seconds a disconnected call may take to come back before it ends")
     call_max_s: float = setting(1800.0, "Longest call in seconds; 0: no limit")
@@ -316,6 +329,12 @@ class Settings:
             (0 < self.server.port < 65536, "server.port must be 1-65535"),
             (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+            (self.server.connect_timeout_s >= 0, "server.connect_timeout_s must be >= 0"),
+            (self.server.keepalive_timeout_s > 0, "server.keepalive_timeout_s must be > 0"),
+            (self.server.max_pending_offers >= 0, "server.max_pending_offers must be >= 0"),
+            (self.server.max_pending_per_address >= 0,
+             "server.max_pending_per_address must be >= 0"),
+            (self.server.offer_rate_per_min >= 0, "server.offer_rate_per_min must be >= 0"),
             (1 <= self.server.inbound_jitter_frames <= 16,
              "server.inbound_jitter_frames must be 1-16"),
             (0.0 < self.vad.threshold < 1.0, "vad.threshold must be between 0 and 1"),

@@ -187,6 +187,12 @@ async function postOffer(offer, voice, abort) {
         : "The server is full right now. Please try again shortly."
     );
   }
+  if (resp.status === 429) {
+    const retry = parseRetryAfter(resp.headers.get("Retry-After"));
+    throw new CallError(
+      `Too many calls from this address. Please try again in ${retry !== null ? retry : 60} s.`
+    );
+  }
   if (!resp.ok) {
     const detail = body && body.error ? body.error : `HTTP ${resp.status}`;
     throw new CallError(`The server refused the call (${detail}).`);
