@@ -20,16 +20,19 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from avatar_rtc.app import create_app
+    from avatar_rtc.tls import ssl_context
 
     settings = settings_mod.load(args)
     setup_logging(settings.log.level, settings.log.json)
+    tls = ssl_context(settings.server)
     # Hub libraries must never reach out on their own: only configured URLs are used.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     app = create_app(settings)
     host, port = settings.server.host, settings.server.port
-    print(f"avatar_rtc: http://{host}:{port}/ (models load in the background; "
+    scheme = "https" if tls else "http"
+    print(f"avatar_rtc: {scheme}://{host}:{port}/ (models load in the background; "
           f"GET /health says when ready)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    web.run_app(app, host=host, port=port, ssl_context=tls, print=None, handle_signals=True)
     return 0
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from avatar_rtc.admin.app import add_admin
 from avatar_rtc.admin.resources import ready_backends
+from avatar_rtc.bearer import require_bearer
 from avatar_rtc.calls import CALLS, CallFailed, CallRefused
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.state import STATE
@@ -69,6 +70,9 @@ async def voices(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[STATE].settings.server.metrics_token
+    if token:
+        require_bearer(request, token, setting="server.metrics_token", what="metrics token")
     body, content_type = request.app[STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 

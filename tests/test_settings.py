@@ -449,10 +449,13 @@ def test_as_dict_masks_secrets() -> None:
             "AVATAR_ICE_TURN_CREDENTIAL": "hunter2",
             "AVATAR_ICE_TURN_USERNAME": "bob",
             "AVATAR_ADMIN_TOKEN": "s3cret-token",
+            "AVATAR_SERVER_METRICS_TOKEN": "scrape-me",
         }
     )
     data = as_dict(settings)
     assert data["admin"]["token"] == "***"
+    assert data["server"]["metrics_token"] == "***"
+    assert "scrape-me" not in repr(data)
     assert "s3cret-token" not in repr(data)
     assert data["llm"]["api_key"] == "***"
     assert data["ice"]["turn_credential"] == "***"

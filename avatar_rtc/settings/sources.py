@@ -222,7 +222,8 @@ def load(
 def as_dict(settings: Settings) -> dict[str, Any]:
     """A JSON-able snapshot (for /health and stored calls), secrets masked."""
     data = dataclasses.asdict(settings)
-    for section, key in (("llm", "api_key"), ("ice", "turn_credential"), ("admin", "token")):
+    for section, key in (("llm", "api_key"), ("ice", "turn_credential"), ("admin", "token"),
+                         ("server", "metrics_token")):
         if data[section][key]:
             data[section][key] = "***"
     return data
