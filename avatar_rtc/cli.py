@@ -23,8 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
     from avatar_rtc.tls import ssl_context
 
     settings = settings_mod.load(args)
+    tls = ssl_context(settings.server)  # an unreadable file stops it here, before anything
     setup_logging(settings.log.level, settings.log.json)
-    tls = ssl_context(settings.server)
     # Hub libraries must never reach out on their own: only configured URLs are used.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     app = create_app(settings)
