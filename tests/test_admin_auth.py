@@ -164,8 +164,10 @@ async def test_without_a_token_the_server_makes_one_and_keeps_it(
     # The log names the file, never the token.
     assert str(path) in caplog.text
     assert token not in caplog.text
-    # The next start uses the same token.
+    # The next start uses the same token, and keeps it to the server's user.
+    path.chmod(0o644)
     async with server(admin__loopback_only=False) as admin:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_text().strip() == token
         response = await admin.client.get(f"{API}/stats",
                                           headers={"Authorization": f"Bearer {token}"})

@@ -27,6 +27,9 @@ def load_or_create(data_dir: Path) -> str:
     try:
         token = path.read_text(encoding="ascii").strip() if path.exists() else ""
         if token:
+            if path.stat().st_mode & 0o077:  # copied or restored with loose permissions
+                os.chmod(path, 0o600)
+                log.warning("admin API token file %s was readable by others: made 0600", path)
             log.info("admin API token: in %s", path)
             return token
         path.parent.mkdir(parents=True, exist_ok=True)
