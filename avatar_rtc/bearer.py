@@ -13,12 +13,13 @@ from aiohttp import web
 from avatar_rtc.http_errors import ApiError
 
 
-def bearer(request: web.Request, setting: str) -> str:
-    """The request's bearer token; 401 naming `setting` when there is none."""
+def bearer(request: web.Request, setting: str, hint: str = "") -> str:
+    """The request's bearer token; 401 naming `setting` (and `hint`) when there is none."""
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not credentials.strip():
-        raise ApiError(401, f"missing bearer token: send 'Authorization: Bearer <{setting}>'",
+        raise ApiError(401, f"missing bearer token: send 'Authorization: Bearer <{setting}>'"
+                            + (f"; {hint}" if hint else ""),
                        headers={"WWW-Authenticate": "Bearer"})
     return credentials.strip()
 
@@ -29,7 +30,8 @@ def same_token(given: str, expected: str) -> bool:
                                expected.encode(errors="surrogateescape"))
 
 
-def require_bearer(request: web.Request, expected: str, *, setting: str, what: str) -> None:
+def require_bearer(request: web.Request, expected: str, *, setting: str, what: str,
+                   hint: str = "") -> None:
     """401 without a token, 403 with a wrong one ("invalid <what>")."""
-    if not same_token(bearer(request, setting), expected):
+    if not same_token(bearer(request, setting, hint), expected):
         raise ApiError(403, f"invalid {what}")

@@ -155,7 +155,9 @@ async def test_without_a_token_the_server_makes_one_and_keeps_it(
         # Loopback is no free pass.
         response = await client.get(f"{API}/stats")
         assert response.status == 401
-        assert "admin.token" in (await response.json())["error"]
+        error = (await response.json())["error"]
+        assert "Bearer <admin.token>" in error and "the file admin-token" in error
+        assert str(admin.data_dir) not in error
         response = await client.get(f"{API}/stats", headers={"Authorization": "Bearer nope"})
         assert response.status == 403
         response = await client.get(f"{API}/stats", headers={

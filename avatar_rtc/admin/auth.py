@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from avatar_rtc.admin.token_file import load_or_create
+from avatar_rtc.admin.token_file import FILE_NAME, load_or_create
 from avatar_rtc.bearer import require_bearer
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.settings import Settings
@@ -22,6 +22,8 @@ LOOPBACK_ONLY = ("admin API is loopback-only (admin.loopback_only): use it from 
 # What a reverse proxy adds. Behind one on this host every request comes from loopback,
 # so in loopback-only mode a request carrying one of these is someone else's.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+# Where the server's own token is, without the absolute path (no need to tell strangers).
+OWN_TOKEN_HINT = f"none is set, so the server's is in the file {FILE_NAME} in its data folder"
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -44,6 +46,7 @@ class AdminAccess:
     token: str
     loopback_only: bool
     data_dir: Path
+    own: bool = False  # the token is the server's own, from its file
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AdminAccess:
@@ -55,12 +58,14 @@ class AdminAccess:
         """cleanup_ctx: without a token or loopback-only mode, the server's own token."""
         if not self.token and not self.loopback_only:
             self.token = await asyncio.to_thread(load_or_create, self.data_dir)
+            self.own = True
         yield
 
 
 def check_access(request: web.Request, access: AdminAccess) -> None:
     if access.token:
-        require_bearer(request, access.token, setting="admin.token", what="admin token")
+        require_bearer(request, access.token, setting="admin.token", what="admin token",
+                       hint=OWN_TOKEN_HINT if access.own else "")
         return
     if not access.loopback_only:  # only before startup made the token
         raise ApiError(503, "admin API is starting: its token is not ready yet")
