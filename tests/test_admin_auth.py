@@ -137,6 +137,14 @@ async def test_loopback_only_mode_lets_in_loopback_clients_that_came_through_no_
                 error = (await response.json())["error"]
                 assert "came through a proxy" in error and header in error
                 assert "set admin.token" in error
+        # DNS rebinding: another site's name pointed at 127.0.0.1.
+        for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example", ""):
+            response = await client.get(f"{API}/stats", headers={"Host": host})
+            assert response.status == 403, host
+            assert "open it as 127.0.0.1 or localhost" in (await response.json())["error"]
+        for host in ("localhost", "LOCALHOST:8080", "127.0.0.1:1", "[::1]:8080", "a.localhost"):
+            response = await client.get(f"{API}/stats", headers={"Host": host})
+            assert response.status == 200, host
         # A token sent anyway changes nothing when none is configured.
         response = await client.get(f"{API}/stats", headers={
             "X-Test-Remote": "203.0.113.7", "Authorization": "Bearer whatever"})

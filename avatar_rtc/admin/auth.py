@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
 
 from avatar_rtc.admin.token_file import FILE_NAME, load_or_create
 from avatar_rtc.bearer import require_bearer
@@ -19,11 +20,21 @@ from avatar_rtc.settings import Settings
 
 LOOPBACK_ONLY = ("admin API is loopback-only (admin.loopback_only): use it from this host, "
                  "or set admin.token")
-# What a reverse proxy adds. Behind one on this host every request comes from loopback,
+# What reverse proxies add. Behind one on this host every request comes from loopback,
 # so in loopback-only mode a request carrying one of these is someone else's.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host",
+                 "X-Forwarded-Proto", "Via")
 # Where the server's own token is, without the absolute path (no need to tell strangers).
 OWN_TOKEN_HINT = f"none is set, so the server's is in the file {FILE_NAME} in its data folder"
+
+
+def is_loopback_host(host: str) -> bool:
+    """The request's Host names this machine: localhost or a loopback address."""
+    try:
+        name = (URL.build(scheme="http", authority=host).host or "").lower().rstrip(".")
+    except (ValueError, TypeError):
+        return False
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -75,6 +86,11 @@ def check_access(request: web.Request, access: AdminAccess) -> None:
                             f"proxy ({proxied} header): set admin.token to use it through one")
     if not is_loopback(request.remote):
         raise ApiError(403, LOOPBACK_ONLY)
+    # A page of another site whose name was rebound to 127.0.0.1 (DNS rebinding) is
+    # same-origin to itself; its Host header still names that site.
+    if not is_loopback_host(request.host):
+        raise ApiError(403, f"admin API is loopback-only: open it as 127.0.0.1 or localhost, "
+                            f"not {request.host[:100]!r}, or set admin.token")
 
 
 def auth_middleware(access: AdminAccess) -> Middleware:
@@ -84,4 +100,3 @@ def auth_middleware(access: AdminAccess) -> Middleware:
         return await handler(request)
 
     return auth
-
