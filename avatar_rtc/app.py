@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from avatar_rtc import ice, recordings, routes
+from avatar_rtc import ice, recordings, routes, security_headers
 from avatar_rtc.backends.registry import Backends, load_backends
 from avatar_rtc.calls import CALLS, CallService
 from avatar_rtc.http_errors import json_errors
@@ -117,4 +117,5 @@ def create_app(settings: Settings, *, backends: Backends | None = None) -> web.A
     app.cleanup_ctx.append(_peers_ctx)
     ice.setup(app, ice_config)
     routes.setup(app, static)
+    security_headers.setup(app)
     return app

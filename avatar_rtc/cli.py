@@ -21,17 +21,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     from avatar_rtc.app import create_app
     from avatar_rtc.storage import StorageError
+    from avatar_rtc.tls import ssl_context
 
     settings = settings_mod.load(args)
+    tls = ssl_context(settings.server)  # an unreadable file stops it here, before anything
     setup_logging(settings.log.level, settings.log.json)
     # Hub libraries must never reach out on their own: only configured URLs are used.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     app = create_app(settings)
     host, port = settings.server.host, settings.server.port
-    print(f"avatar_rtc: http://{host}:{port}/ (models load in the background; "
+    scheme = "https" if tls else "http"
+    print(f"avatar_rtc: {scheme}://{host}:{port}/ (models load in the background; "
           f"GET /health says when ready)", flush=True)
     try:
-        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+        web.run_app(app, host=host, port=port, ssl_context=tls, print=None,
+                    handle_signals=True)
     except StorageError as exc:  # the database cannot be opened: say why, no traceback
         print(f"avatar-rtc serve: {exc}", file=sys.stderr)
         return 1

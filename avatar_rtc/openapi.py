@@ -202,8 +202,10 @@ def _paths(metrics: bool) -> Json:
     return paths
 
 
-def document(*, metrics: bool = True, admin_token: bool = False) -> Json:
-    """The OpenAPI 3.1 document; `metrics`: whether /metrics is served."""
+def document(*, metrics: bool = True, admin_token: bool = True,
+             metrics_token: bool = False) -> Json:
+    """The OpenAPI 3.1 document; `metrics`: whether /metrics is served; `admin_token`,
+    `metrics_token`: whether those routes want a bearer token."""
     doc: Json = {
         "openapi": "3.1.0",
         "info": {"title": "avatar_rtc", "version": "1",
@@ -216,12 +218,12 @@ def document(*, metrics: bool = True, admin_token: bool = False) -> Json:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
-    if admin_token:  # without one, the admin API answers loopback clients only
-        for path, item in doc["paths"].items():
-            if path.startswith("/admin/api/"):
-                for method, operation in item.items():
-                    if method != "parameters":
-                        operation["security"] = [{"bearer": []}]
+    for path, item in doc["paths"].items():
+        if (admin_token and path.startswith("/admin/api/")) or (
+                metrics_token and path == "/metrics"):
+            for method, operation in item.items():
+                if method != "parameters":
+                    operation["security"] = [{"bearer": []}]
     return doc
 
 

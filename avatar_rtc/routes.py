@@ -10,6 +10,7 @@ from aiohttp import web
 
 from avatar_rtc.admin.app import add_admin
 from avatar_rtc.admin.resources import ready_backends
+from avatar_rtc.bearer import require_bearer
 from avatar_rtc.calls import CALLS, CallFailed, CallRefused
 from avatar_rtc.http_errors import ApiError
 from avatar_rtc.openapi import OPENAPI, document, openapi_json
@@ -90,6 +91,9 @@ async def voices(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request.app[STATE].settings.server.metrics_token
+    if token:
+        require_bearer(request, token, setting="server.metrics_token", what="metrics token")
     body, content_type = request.app[STATE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -99,8 +103,11 @@ def setup(app: web.Application, static: Path) -> None:
     rate = settings.server.offer_rate_per_min
     if rate > 0:
         app[OFFER_LIMITER] = RateLimiter(rate)
+    # Without admin.loopback_only the admin API always wants a token (set or made).
     app[OPENAPI] = document(metrics=settings.server.metrics,
-                            admin_token=bool(settings.admin.token))
+                            admin_token=bool(settings.admin.token)
+                            or not settings.admin.loopback_only,
+                            metrics_token=bool(settings.server.metrics_token))
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_post("/offer", offer)

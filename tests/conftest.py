@@ -64,6 +64,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     settings.ice.host_addresses = ["127.0.0.1"]
     settings.storage.data_dir = str(data_dir)
     settings.llm.temperature = 0.0  # repeatable replies
+    # The tests' clients are on loopback; tests of the token pass admin__token or
+    # admin__loopback_only=False.
+    settings.admin.loopback_only = True
     for dotted, value in overrides.items():
         section, _, key = dotted.partition("__")
         setattr(getattr(settings, section), key, value)

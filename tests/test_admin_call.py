@@ -157,7 +157,7 @@ async def test_a_real_call_shows_up_in_history_with_its_recording(
     call = await wait_for_call(store, call_id, lambda c: c.ended_at is not None
                                and (c.user_audio_path is not None or not recorded))
 
-    async with aiohttp.ClientSession(live_server.url) as http:  # loopback: no token needed
+    async with aiohttp.ClientSession(live_server.url) as http:  # loopback-only mode: no token
         async with http.get(f"{API}/calls") as response:
             page = await response.json()
         assert response.status == 200 and page["total"] == 1

@@ -165,7 +165,7 @@ async def test_an_oversized_upload_is_refused_while_it_streams(
         # Chunked, with no declared length: the server must count as bytes arrive. The
         # client sends 3x the cap and then waits, holding back the (endless) rest: only
         # a server that stops reading at the cap can answer.
-        head = (f"POST {API}/profiles HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}"
+        head = (f"POST {API}/profiles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}"
                 "\r\nTransfer-Encoding: chunked\r\n\r\n")
         reader, writer, part = await _head_and_chunks(host, port, head, boundary)
         pieces = [part] + [b"\0" * 16384] * (3 * cap // 16384)
@@ -179,7 +179,7 @@ async def test_an_oversized_upload_is_refused_while_it_streams(
         assert b"larger than admin.max_upload_bytes (65536 bytes)" in body
 
         # A declared length over the cap is refused before a byte of the body is read.
-        head = (f"POST {API}/profiles HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}"
+        head = (f"POST {API}/profiles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}"
                 f"\r\nContent-Length: {100 * cap}\r\n\r\n")
         reader, writer, part = await _head_and_chunks(host, port, head, boundary)
         status, _, body = await _response(reader)

@@ -450,12 +450,15 @@ def test_as_dict_masks_secrets() -> None:
             "AVATAR_ICE_TURN_USERNAME": "bob",
             "AVATAR_ADMIN_TOKEN": "s3cret-token",
             "AVATAR_STORAGE_DATABASE_URL": "postgresql://avatar:p%40ss:w0rd@db:5432/avatar",
+            "AVATAR_SERVER_METRICS_TOKEN": "scrape-me",
         }
     )
     data = as_dict(settings)
     assert data["storage"]["database_url"] == "postgresql://avatar:***@db:5432/avatar"
     assert "w0rd" not in repr(data)
     assert data["admin"]["token"] == "***"
+    assert data["server"]["metrics_token"] == "***"
+    assert "scrape-me" not in repr(data)
     assert "s3cret-token" not in repr(data)
     assert data["llm"]["api_key"] == "***"
     assert data["ice"]["turn_credential"] == "***"

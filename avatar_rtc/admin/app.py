@@ -6,7 +6,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from avatar_rtc.admin import history, profiles
-from avatar_rtc.admin.auth import auth_middleware
+from avatar_rtc.admin.auth import AdminAccess, auth_middleware
+from avatar_rtc.admin.origin import same_origin
 from avatar_rtc.admin.ratelimit import rate_limit_middleware
 from avatar_rtc.state import STATE, AppState
 
@@ -16,13 +17,16 @@ def create_admin_app(state: AppState) -> web.Application:
     JSON body), are answered as JSON by the parent's json_errors middleware, which runs
     around these."""
     admin = state.settings.admin
-    # Order matters: who may call first, then how often they may write.
-    middlewares: list[Middleware] = [auth_middleware(admin.token)]
+    access = AdminAccess.from_settings(state.settings)
+    # Order matters: writes from other sites are refused first, then who may call,
+    # then how often they may write.
+    middlewares: list[Middleware] = [same_origin, auth_middleware(access)]
     limiter = rate_limit_middleware(admin.write_rate_per_min)
     if limiter is not None:
         middlewares.append(limiter)
     app = web.Application(middlewares=middlewares)
     app[STATE] = state
+    app.cleanup_ctx.append(access.startup)  # the server's own token, if it needs one
     profiles.add_routes(app)
     history.add_routes(app)
     return app

@@ -63,6 +63,12 @@ class ServerSettings:
     inbound_jitter_frames: int = setting(
         1, "Inbound audio frames (20 ms) aiortc holds before releasing them")
     metrics: bool = setting(True, "Serve Prometheus metrics at GET /metrics")
+    # Empty keeps /metrics open, as scrapers on the same host expect (docs/security.md).
+    metrics_token: str = setting(
+        "", "Bearer token GET /metrics needs; empty: open to all (masked in /health)")
+    # Browsers give the microphone only to secure contexts: HTTPS, or 127.0.0.1.
+    tls_cert: str = setting("", "PEM certificate (chain) to serve HTTPS with; needs tls_key")
+    tls_key: str = setting("", "PEM private key of tls_cert")
     # Off: the models run side by side, which only pays with many cores.
     models_take_turns: bool = setting(
         True, "Local CPU models run one step at a time, the most urgent first")
@@ -286,8 +292,13 @@ class RecordingSettings:
 
 @dataclass
 class AdminSettings:
+    # Empty: the server makes one and keeps it in <storage.data_dir>/admin-token.
     token: str = setting(
-        "", "Bearer token for /admin; empty: only loopback clients (masked in /health)")
+        "", "Bearer token of /admin/api; empty: the one in <data_dir>/admin-token (masked)")
+    # Behind a reverse proxy on the same host every request comes from loopback, so
+    # this mode refuses requests carrying a proxy's forwarding headers.
+    loopback_only: bool = setting(
+        False, "With no admin.token: loopback clients need no token, others are refused")
     max_upload_bytes: int = setting(20 * 1024 * 1024, "Largest voice clip upload")
     write_rate_per_min: int = setting(
         30, "Write requests (POST/PATCH/DELETE) per client per minute; 0: no limit")
@@ -398,6 +409,8 @@ class Settings:
             (self.recording.retention_days >= 0, "recording.retention_days must be >= 0"),
             (self.recording.max_disk_mb >= 0, "recording.max_disk_mb must be >= 0"),
             (6 <= self.recording.bitrate_kbps <= 256, "recording.bitrate_kbps must be 6-256"),
+            (bool(self.server.tls_cert) == bool(self.server.tls_key),
+             "server.tls_cert and server.tls_key must be set together"),
             (self.admin.max_upload_bytes >= 1024, "admin.max_upload_bytes must be >= 1024"),
             (self.admin.write_rate_per_min >= 0, "admin.write_rate_per_min must be >= 0"),
             (not (self.ice.turn_secret and (self.ice.turn_username or self.ice.turn_credential)),

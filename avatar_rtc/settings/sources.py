@@ -224,7 +224,7 @@ def as_dict(settings: Settings) -> dict[str, Any]:
     """A JSON-able snapshot (for /health and stored calls), secrets masked."""
     data = dataclasses.asdict(settings)
     for section, key in (("llm", "api_key"), ("ice", "turn_credential"), ("ice", "turn_secret"),
-                         ("admin", "token")):
+                         ("admin", "token"), ("server", "metrics_token")):
         if data[section][key]:
             data[section][key] = "***"
     data["storage"]["database_url"] = _mask_password(data["storage"]["database_url"])
