@@ -4,7 +4,8 @@ Layout: ``<data_dir>/recordings/<call_id>/{user,agent}.ogg``; the call row holds
 paths relative to data_dir. The sweeper (at startup, then every SWEEP_INTERVAL_S)
 deletes recordings older than ``recording.retention_days`` and, while all of them
 together exceed ``recording.max_disk_mb`` (MiB), the oldest ones; each deleted call's
-row is marked ``recording_deleted``. Files of live calls are never touched.
+row is marked ``recording_deleted``. Files of live calls are never touched. Servers
+sharing the database and data_dir sweep one at a time, under a lease (avatar_rtc.lease).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ tests/plugin_backend (the models are not what is tested here), Silero VAD for re
 from __future__ import annotations
 
 import asyncio
+import configparser
 import os
 import re
 import shutil
@@ -63,6 +64,17 @@ def test_shipped_compose_file_names_every_part() -> None:
         assert any(v.endswith(":/srv/avatar") for v in services[name]["volumes"])
     assert "--enable-auto-tool-choice" in services["vllm"]["command"]
     assert "use-auth-secret" in " ".join(services["coturn"]["command"])
+
+
+def test_shipped_systemd_unit_drains_on_sigterm() -> None:
+    unit = configparser.ConfigParser(interpolation=None, strict=True)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    unit.read(DEPLOY / "avatar-rtc@.service")
+    service = unit["Service"]
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["ExecStart"].endswith("avatar-rtc serve --server-port %i")
+    # Longer than the calls may take to end once draining (server.drain_timeout_s).
+    assert int(service["TimeoutStopSec"]) >= 600
 
 
 @pytest.fixture(scope="module")
