@@ -111,16 +111,20 @@ class Cluster:
     def worker_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.workers[name]}"
 
-    def states(self) -> dict[str, int]:
-        """HAProxy's view of each worker: 2 up, 0 down."""
+    def command(self, line: str) -> str:
+        """One command on HAProxy's runtime API."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.sock))
-            s.sendall(b"show servers state workers\n")
+            s.sendall(line.encode() + b"\n")
             data = b""
             while chunk := s.recv(65536):
                 data += chunk
+        return data.decode()
+
+    def states(self) -> dict[str, int]:
+        """HAProxy's view of each worker: 2 up, 0 down."""
         states: dict[str, int] = {}
-        for line in data.decode().splitlines():
+        for line in self.command("show servers state workers").splitlines():
             fields = line.split()
             if len(fields) > 5 and fields[1] == "workers":
                 states[fields[3]] = int(fields[5])
@@ -132,14 +136,15 @@ class Cluster:
             while {k: v for k, v in self.states().items() if k in want} != want:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
 
-    def offers(self) -> list[tuple[str, int]]:
-        """(worker, status) of every POST /offer HAProxy passed on, from its log."""
-        out: list[tuple[str, int]] = []
+    def served(self, request: str) -> list[tuple[str, int, str]]:
+        """(worker, status, retries) of each ``request`` ("POST /offer") HAProxy passed
+        on, from its log; retries starts with "+" when it went to another worker."""
+        out: list[tuple[str, int, str]] = []
         for line in self.log:
-            if "POST /offer" in line:
-                m = re.search(r" calls workers/(\S+) \S+ (\d{3}) ", line)
-                if m:
-                    out.append((m.group(1), int(m.group(2))))
+            m = re.search(r" calls workers/(\S+) \S+ (\d{3}) \d+ \S+ \S+ \S+ "
+                          r"\d+/\d+/\d+/\d+/(\+?\d+) ", line)
+            if m and f'"{request} ' in line:
+                out.append((m.group(1), int(m.group(2)), m.group(3)))
         return out
 
 
@@ -231,11 +236,16 @@ async def test_calls_spread_over_workers_that_share_storage(cluster: Cluster) ->
         # (c) once its /ready says 503 the full worker is out of the pool: no offer
         # reaches it, not even one to be refused and retried.
         await cluster.until({busy[0]: 0, other: 2})
+        for _ in range(4):  # leastconn would take turns between two idle workers
+            async with http.get(f"{cluster.url}/health") as r:
+                assert r.status == 200
         second = Caller(cluster.url)
         await second.connect()
         await cluster.until({"worker1": 0, "worker2": 0})
-        assert [s for _, s in cluster.offers()] == [200, 200], cluster.log
-        assert [w for w, _ in cluster.offers()][1] == other
+        assert [w for w, _, _ in cluster.served("GET /health")] == [other] * 4, cluster.log
+        offers = cluster.served("POST /offer")
+        assert [(w, s) for w, s, _ in offers] == [(busy[0], 200), (other, 200)], cluster.log
+        assert [r for _, _, r in offers] == ["0", "0"]  # never refused, never retried
         # Every worker full: HAProxy's own 503, which says when to come back.
         async with http.post(f"{cluster.url}/offer", data=b"{}") as r:
             assert r.status == 503
@@ -272,3 +282,31 @@ async def test_calls_spread_over_workers_that_share_storage(cluster: Cluster) ->
                                     f"{call_id}/recording?track=agent", headers=AUTH) as r:
                     assert r.status == 200, await r.text()
                     assert (await r.read())[:4] == b"OggS"
+
+        # An offer that reaches a full worker between two health checks: kept in the
+        # pool by hand here, it refuses with 503 and HAProxy sends the same POST
+        # (body and all) to the other worker, where the call connects.
+        await cluster.until({"worker1": 2, "worker2": 2}, timeout_s=30)
+        third = Caller(cluster.url)
+        await third.connect()
+        [full] = [n for n in cluster.workers
+                  if (await _ready(http, cluster.worker_url(n)))[0] == 503]
+        free = next(n for n in cluster.workers if n != full)
+        await cluster.until({full: 0})
+        cluster.command(f"disable health workers/{full}")
+        cluster.command(f"set server workers/{full} health up")
+        await cluster.until({full: 2, free: 2})
+        for _ in range(3):  # equal loads take turns: make the full worker next
+            async with http.get(f"{cluster.url}/health") as r:
+                assert r.status == 200
+            await asyncio.sleep(0.1)  # the log line is written after the answer
+            if cluster.served("GET /health")[-1][0] == free:
+                break
+        fourth = Caller(cluster.url)
+        await fourth.connect()
+        await asyncio.sleep(0.2)
+        assert cluster.served("POST /offer")[-1] == (free, 200, "+1"), cluster.log
+        _, body = await _ready(http, cluster.worker_url(free))
+        assert body["reason"] == "full"
+        await third.close()
+        await fourth.close()
