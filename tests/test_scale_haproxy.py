@@ -63,6 +63,13 @@ def test_shipped_compose_file_names_every_part() -> None:
         assert env["AVATAR_STORAGE_DATABASE_URL"].startswith("postgresql://")
         assert any(v.endswith(":/srv/avatar") for v in services[name]["volumes"])
     assert "--enable-auto-tool-choice" in services["vllm"]["command"]
+    # The balancer sends calls to the ports the workers listen on, and the LLM to vLLM.
+    balanced = re.findall(r"(?m)^    server worker\d 127\.0\.0\.1:(\d+) ",
+                          (DEPLOY / "haproxy.cfg").read_text())
+    assert balanced == [services[w]["environment"]["AVATAR_SERVER_PORT"]
+                        for w in ("worker1", "worker2")]
+    assert "--port 8001" in services["vllm"]["command"]
+    assert "server vllm1 127.0.0.1:8001 " in (DEPLOY / "haproxy.cfg").read_text()
     assert "use-auth-secret" in " ".join(services["coturn"]["command"])
 
 
