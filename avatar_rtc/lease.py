@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import logging
 import os
 import zlib
 from collections.abc import AsyncIterator
@@ -19,9 +18,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from avatar_rtc.storage import Store
-
-log = logging.getLogger(__name__)
-
 
 _held_here: set[tuple[int, str]] = set()  # (store, lease) taken by this process
 
