@@ -120,6 +120,9 @@ def _paths(metrics: bool) -> Json:
         "/": {"get": _op("the call page", {"200": HTML}, tag="pages")},
         "/health": {"get": _op("readiness, loaded models, calls", {
             "200": _json(ANY_OBJECT, "ready"), "503": _json(ANY_OBJECT, "loading or failed")})},
+        "/ready": {"get": _op("whether this worker takes a call now (load balancers)", {
+            "200": _json(ANY_OBJECT, "ready"),
+            "503": _json(ANY_OBJECT, "full, draining, loading or failed")})},
         "/offer": {"post": _op(
             "start a call: an SDP offer in, the answer out",
             {"200": _json(ANSWER, "the answer"), **_errors(400, 408, 413, 429, 500, 503)},

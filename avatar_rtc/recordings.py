@@ -4,7 +4,8 @@ Layout: ``<data_dir>/recordings/<call_id>/{user,agent}.ogg``; the call row holds
 paths relative to data_dir. The sweeper (at startup, then every SWEEP_INTERVAL_S)
 deletes recordings older than ``recording.retention_days`` and, while all of them
 together exceed ``recording.max_disk_mb`` (MiB), the oldest ones; each deleted call's
-row is marked ``recording_deleted``. Files of live calls are never touched.
+row is marked ``recording_deleted``. Files of live calls are never touched. Servers
+sharing the database and data_dir sweep one at a time, under a lease (avatar_rtc.lease).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from avatar_rtc.call import Call
+from avatar_rtc.lease import lease
 from avatar_rtc.persist import turn_record
 from avatar_rtc.settings import RecordingSettings, Settings
 from avatar_rtc.state import STATE, AppState
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 RECORDINGS_DIR = "recordings"
 SWEEP_INTERVAL_S = 600.0
 MIB = 1024 * 1024
+# A call row not ended is live on some server, or was cut off by a crash: after this
+# (far longer than server.call_max_s allows) the sweeper takes it for the latter.
+LIVE_ELSEWHERE = timedelta(days=1)
+SWEEP_LEASE = "recordings-sweep"  # one server of a cluster sweeps at a time
 
 
 def recording_dir(root: Path, call_id: str) -> Path:
@@ -143,7 +149,10 @@ def _scan(recordings: Path) -> dict[str, _Folder] | None:
                 size += stat.st_size
                 newest = max(newest, stat.st_mtime)
         if newest == 0.0:
-            newest = entry.stat(follow_symlinks=False).st_mtime
+            try:
+                newest = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue  # deleted meanwhile (the admin API): nothing to sweep
         folders[entry.name] = _Folder(entry.name, Path(entry.path), size,
                                       datetime.fromtimestamp(newest, UTC))
     return folders
@@ -177,6 +186,8 @@ async def sweep(
     for row in rows:
         if row.id in live_at_start:
             continue
+        if row.ended_at is None and now - row.started_at < LIVE_ELSEWHERE:
+            continue  # most likely live on another server sharing the folder
         folder = folders.get(row.id)
         if folder is None:
             # Deleted behind our back: the row must not promise a recording.
@@ -231,13 +242,28 @@ async def _delete(path: Path) -> bool:
     return True
 
 
+async def sweep_once(store: Store, root: Path, policy: RecordingSettings,
+                     live: Callable[[], Collection[str]]) -> SweepReport | None:
+    """A sweep by whichever of the servers sharing the database and ``root`` holds the
+    lease; None here when another one is sweeping (it sees every server's files).
+
+    A call live on another server is not in ``live``; its row is not ended, which
+    the sweep respects (see LIVE_ELSEWHERE).
+    """
+    async with lease(store, root, SWEEP_LEASE) as held:
+        if not held:
+            log.debug("recordings: another server is sweeping")
+            return None
+        return await sweep(store, root, policy, live)
+
+
 async def _sweep_forever(state: AppState) -> None:
     while True:
         store = state.store
         if store is not None and not store.closed:
             try:
-                await sweep(store, state.settings.storage.root, state.settings.recording,
-                            lambda: state.calls.keys())
+                await sweep_once(store, state.settings.storage.root, state.settings.recording,
+                                 lambda: state.calls.keys())
             except Exception:
                 log.exception("recordings: sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_S)

@@ -1,4 +1,5 @@
-"""HTTP routes of the root app: the call page, SDP negotiation, voices, health, metrics."""
+"""HTTP routes of the root app: the call page, SDP negotiation, voices, health, readiness,
+metrics."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ async def health(request: web.Request) -> web.Response:
     if state.load_error:
         body["error"] = state.load_error
     return web.json_response(body, status=200 if state.ready.is_set() else 503)
+
+
+async def ready(request: web.Request) -> web.Response:
+    """GET /ready: may this worker take a call now? The balancer's health check: cheap,
+    no database query. 503 takes the worker out of the pool until it says 200 again."""
+    state = request.app[STATE]
+    calls, max_calls = len(state.registry), state.registry.max_peers
+    reason = None
+    if state.draining:
+        reason = "draining"
+    elif state.load_error:
+        reason = "failed"
+    elif not state.ready.is_set():
+        reason = "loading"
+    elif calls >= max_calls - state.settings.server.ready_headroom:
+        reason = "full"
+    if reason is not None:
+        return web.json_response({"ready": False, "reason": reason, "calls": calls,
+                                  "max_calls": max_calls}, status=503)
+    return web.json_response({"ready": True, "calls": calls, "max_calls": max_calls})
 
 
 async def offer(request: web.Request) -> web.Response:
@@ -110,6 +131,7 @@ def setup(app: web.Application, static: Path) -> None:
                             metrics_token=bool(settings.server.metrics_token))
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     app.router.add_post("/offer", offer)
     app.router.add_get("/api/voices", voices)
     app.router.add_get("/openapi.json", openapi_json)

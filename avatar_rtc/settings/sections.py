@@ -37,6 +37,11 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "Address to listen on (0.0.0.0: every interface)")
     port: int = setting(8080, "TCP port to listen on")
     max_calls: int = setting(4, "Calls at once; /offer refuses more")
+    # 0: /ready says "full" only when max_calls are live. 1 or more takes the worker out
+    # of the balancer's pool that many calls early, so offers racing its health check
+    # still find room rather than a 503 to retry elsewhere.
+    ready_headroom: int = setting(
+        0, "GET /ready says full this many calls before max_calls is reached")
     max_body_bytes: int = setting(64 * 1024, "Largest request body accepted")
     # aiohttp's only read deadline: it runs from the connection's start and from each
     # answer, so a client that sends its headers slowly ("slow loris") is cut off too.
@@ -339,6 +344,8 @@ class Settings:
         checks: list[tuple[bool, str]] = [
             (0 < self.server.port < 65536, "server.port must be 1-65535"),
             (self.server.max_calls >= 1, "server.max_calls must be >= 1"),
+            (0 <= self.server.ready_headroom < self.server.max_calls,
+             "server.ready_headroom must be 0 to max_calls - 1"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
             (self.server.connect_timeout_s >= 0, "server.connect_timeout_s must be >= 0"),
             (self.server.keepalive_timeout_s > 0, "server.keepalive_timeout_s must be > 0"),

@@ -17,7 +17,15 @@ from typing import Any, ParamSpec, TypeVar
 import peewee
 
 from . import repo
-from .db import check_server, execute, fetch_one, is_sqlite, open_database, redacted
+from .db import (
+    check_server,
+    execute,
+    fetch_one,
+    is_postgres,
+    is_sqlite,
+    open_database,
+    redacted,
+)
 from .errors import StorageError, StoreClosedError
 from .migrations import migrate
 from .models import bind_thread
@@ -92,6 +100,22 @@ class Store:
         # so a write that was started is never half-applied.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # --- cluster-wide locks --------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """True on PostgreSQL: other servers may use this database at the same time."""
+        return is_postgres(self._db)
+
+    async def try_lock(self, key: int) -> bool:
+        """PostgreSQL only: take the advisory lock ``key`` for this connection, or
+        False at once when another connection holds it. Release with ``unlock``."""
+        row = await self._run(fetch_one, self._db, "SELECT pg_try_advisory_lock(%s)", (key,))
+        return bool(row and row[0])
+
+    async def unlock(self, key: int) -> None:
+        await self._run(execute, self._db, "SELECT pg_advisory_unlock(%s)", (key,))
 
     # --- calls -------------------------------------------------------------
 
