@@ -230,14 +230,13 @@ async def test_router_shares_the_cpu_scheduler(model_dir: Path, tmp_path: Path) 
     """Loaded as the server loads it: Piper and CosyVoice behind the router, CosyVoice
     on the device's shared model thread, which takes CPU turns with the local models;
     a reply's first (urgent) audio goes before another call's long sentence."""
+    from avatar_rtc.backends.cpu_turns import CpuTurns
     from avatar_rtc.backends.factories import Shared
     from avatar_rtc.backends.model_thread import Policy
 
     settings = _settings(tmp_path, backends=["cosyvoice"], device="cpu",
                          cosyvoice_model=str(model_dir), cosyvoice_fp16=False)
-    settings.server.models_take_turns = True
-    shared = Shared(cpu=__import__("avatar_rtc.backends.cpu_turns",
-                                   fromlist=["CpuTurns"]).CpuTurns())
+    shared = Shared(cpu=CpuTurns())
     tts, status = build_tts(settings, shared)
     try:
         assert status == {"tts/piper": "ready", "tts/cosyvoice": "ready"}
