@@ -264,3 +264,28 @@ async def test_router_shares_the_cpu_scheduler(model_dir: Path, tmp_path: Path) 
         assert sum(len(p) for p in await collect(tts, "Hi.", tts.default_voice())) > 0
     finally:
         await tts.aclose()
+
+
+@pytest.mark.gpu
+async def test_streams_and_cancels_on_cuda(model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    tts = CosyVoiceTts(model_dir, device="cuda", fp16=True)
+    try:
+        assert tts.name == "cosyvoice CosyVoice2-random-tiny (cuda, fp16)"
+        tts._engine.tokens_per_char = TOKENS_PER_CHAR
+        clip = voice(write_clip(tmp_path / "ref.wav"))
+        pieces = await collect(tts, "Hello there, how are you?", clip)
+        assert len(pieces) >= 3 and all(p.dtype == np.int16 for p in pieces)
+        tts._engine.tokens_per_char = None
+        audio = tts.synthesize(LONG_TEXT, clip)
+        async for _ in audio:
+            break
+        await audio.aclose()  # type: ignore[attr-defined]
+        await tts.thread.run(lambda: None)
+        model = tts._engine.model
+        assert model.tts_speech_token_dict == {} and model.llm_end_dict == {}
+    finally:
+        await tts.aclose()

@@ -30,7 +30,6 @@ from cosyvoice.cli.model import CosyVoice2Model
 from cosyvoice.utils.frontend_utils import spell_out_number
 from hyperpyyaml import load_hyperpyyaml
 
-PROMPT_RATE = 16000  # the rate CosyVoice's speech tokenizer and speaker encoder take
 JOIN_TIMEOUT_S = 30.0
 
 

@@ -47,7 +47,7 @@ BACKEND = "cosyvoice"
 INSTALL_HINT = ("run tools/setup --gpu (pip install 'avatar-rtc[cosyvoice]', then "
                 "pip install --no-deps cosyvoice-minicpmo==0.1.0 openai-whisper==20250625)")
 MAX_REFERENCE_S = 20.0  # CosyVoice's speech tokenizer takes at most 30 s
-PROMPT_RATE = 16000
+PROMPT_RATE = 16000  # what CosyVoice's speech tokenizer and speaker encoder take
 
 
 @dataclass(frozen=True)
