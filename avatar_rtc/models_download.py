@@ -56,8 +56,7 @@ MODELS: dict[str, ModelSpec] = {
             "cosyvoice", "CosyVoice2 0.5B (high-quality cloning TTS)",
             (Repo("FunAudioLLM/CosyVoice2-0.5B", COSYVOICE),),
             (("tts.cosyvoice_model", COSYVOICE),),
-            ("CosyVoice's code is not on PyPI: clone FunAudioLLM/CosyVoice and set "
-             "tts.cosyvoice_repo",),
+            ("CosyVoice's code: tools/setup --gpu installs the cosyvoice-minicpmo package",),
         ),
         ModelSpec(
             "whisper-large-v3", "faster-whisper large-v3 (CTranslate2, multilingual STT)",

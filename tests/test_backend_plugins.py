@@ -14,7 +14,9 @@ import pytest
 
 from avatar_rtc.backends import factories
 from avatar_rtc.backends.base import BackendError, ChatMessage
+from avatar_rtc.backends.cpu_turns import CpuTurns
 from avatar_rtc.backends.factories import Shared
+from avatar_rtc.backends.model_thread import Policy
 from avatar_rtc.backends.registry import factory, load_backends
 from avatar_rtc.plugins import BUILTIN, backend_names
 from avatar_rtc.settings import Settings, SettingsError
@@ -106,11 +108,17 @@ def test_an_unknown_backend_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cloning_backends_on_one_device_share_one_model_thread() -> None:
-    shared = Shared()
+    shared = Shared(cpu=CpuTurns())
     try:
         assert shared.device_thread("cuda") is shared.device_thread("cuda")
         assert shared.device_thread("cuda:1") is not shared.device_thread("cuda")
+        # The scheduler of the embedded models: urgent first; on the CPU, in turns
+        # with them; a GPU's thread takes no CPU turns.
+        assert all(shared.device_thread(d).policy is Policy.URGENT_FIRST
+                   for d in ("cuda", "cpu"))
+        assert shared.device_thread("cpu")._cpu is shared.cpu
+        assert shared.device_thread("cuda")._cpu is None
     finally:
-        for device in ("cuda", "cuda:1"):
+        for device in ("cuda", "cuda:1", "cpu"):
             shared.device_thread(device).close()
 

@@ -1,19 +1,23 @@
-"""The CosyVoice backend's own logic, around a stand-in for CosyVoice's model object.
+"""CosyVoice2 on a tiny random-weight model, through CosyVoice's own classes.
 
-CosyVoice cannot be installed from a package registry (see tts_cosyvoice.py), so
-these unit tests give `CosyVoiceTts` a stand-in with CosyVoice's documented API
-(`sample_rate`, `add_zero_shot_spk`, `inference_zero_shot`) and check what is ours:
-the reference prepared once per profile, streaming pieces, joins, cancellation, and
-clear errors when CosyVoice or its weights are missing.
+`tools/random_cosyvoice.py` builds a CosyVoice2 model folder at test time (the YAML,
+a 2-layer Qwen2 LLM, a 1-block flow, a narrow HiFT; the speaker encoder and the speech
+tokenizer are small ONNX stand-ins of the downloaded ones), and `CosyVoiceTts` loads
+it as the server would: CosyVoice's frontend, its CosyVoice2Model and its LLM thread.
+The tests check rates, streaming, cancellation (CosyVoice's LLM thread stops), the
+profile cache and the shared model thread, not voice quality. They need the GPU
+environment (`tools/setup --gpu`, run by `tools/test-gpu`) and are skipped without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import wave
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,66 +26,53 @@ import pytest
 
 from avatar_rtc.backends.base import BackendError, Voice
 from avatar_rtc.backends.priority import Priority
-from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts, import_loader
+from avatar_rtc.backends.registry import build_tts
+from avatar_rtc.backends.torchaudio_compat import without_mismatched_extension
+from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts
+from avatar_rtc.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 
 RATE = 24000
+SAMPLES_PER_TOKEN = 960  # 2 mel frames of 480 samples at 24 kHz: 25 tokens a second
+LONG_TEXT = "A long answer that goes on and on. " * 6
+TOKENS_PER_CHAR = 3.0
+
+
+def _needs_cosyvoice() -> None:
+    without_mismatched_extension()  # before cosyvoice imports torchaudio
+    pytest.importorskip("torch", reason="torch is not installed (tools/setup --gpu)")
+    pytest.importorskip("cosyvoice.cli.model",
+                        reason="cosyvoice is not installed (tools/setup --gpu)")
+    pytest.importorskip("onnx", reason="onnx builds the stand-ins (tools/setup --gpu)")
 
 
 def write_clip(path: Path, seconds: float = 2.0, rate: int = 22050) -> Path:
     t = np.arange(int(seconds * rate)) / rate
-    audio = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767).astype(np.int16)
+    audio = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(audio.tobytes())
+        out.writeframes((audio * 32767).astype(np.int16).tobytes())
     return path
 
 
-class StandIn:
-    """CosyVoice2's documented surface, producing tones instead of speech."""
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _needs_cosyvoice()
+    from random_cosyvoice import build_cosyvoice2
 
-    def __init__(self, chunks: int = 3, chunk_s: float = 0.2, delay_s: float = 0.0) -> None:
-        self.sample_rate = RATE
-        self.speakers: dict[str, tuple[str, str]] = {}
-        self.calls: list[dict[str, Any]] = []
-        self.chunks = chunks
-        self.chunk_s = chunk_s
-        self.delay_s = delay_s
-        self.produced = 0
-        self.closed = threading.Event()
-
-    def add_zero_shot_spk(self, prompt_text: str, prompt_wav: str, zero_shot_spk_id: str) -> bool:
-        assert Path(prompt_wav).is_file()
-        self.speakers[zero_shot_spk_id] = (prompt_text, prompt_wav)
-        return True
-
-    def inference_zero_shot(self, tts_text: str, prompt_text: str, prompt_wav: str,
-                            zero_shot_spk_id: str = "", stream: bool = False,
-                            speed: float = 1.0, text_frontend: bool = True
-                            ) -> Iterator[dict[str, Any]]:
-        assert zero_shot_spk_id in self.speakers
-        self.calls.append({"text": tts_text, "spk": zero_shot_spk_id, "stream": stream,
-                           "speed": speed})
-        try:
-            for i in range(self.chunks):
-                time.sleep(self.delay_s)
-                n = int(self.chunk_s * RATE)
-                t = np.arange(n) / RATE
-                self.produced += 1
-                yield {"tts_speech": (0.4 * np.sin(2 * np.pi * (200 + 50 * i) * t))[None]}
-        finally:
-            self.closed.set()
+    return build_cosyvoice2(tmp_path_factory.mktemp("cosyvoice"), "tiny")
 
 
-class CosyVoice3(StandIn):
-    pass
-
-
-def make(tmp_path: Path, model: StandIn, **kwargs: Any) -> CosyVoiceTts:
-    (tmp_path / "model").mkdir(exist_ok=True)
-    return CosyVoiceTts(tmp_path / "model", cache_dir=tmp_path / "cache",
-                        loader=lambda _dir, _fp16: model, **kwargs)
+@pytest.fixture
+def tts(model_dir: Path) -> Iterator[CosyVoiceTts]:
+    backend = CosyVoiceTts(model_dir, device="cpu", fp16=False)
+    # Random weights never write the end token: about the real model's length instead.
+    backend._engine.tokens_per_char = TOKENS_PER_CHAR
+    yield backend
+    backend.thread.close()
 
 
 def voice(clip: Path, profile: str = "p1", speed: float = 1.0) -> Voice:
@@ -89,141 +80,214 @@ def voice(clip: Path, profile: str = "p1", speed: float = 1.0) -> Voice:
                  reference_audio=str(clip), reference_text="A reference sentence.")
 
 
+class TokenCounter:
+    """Counts the speech tokens CosyVoice's LLM writes (its decoder's passes)."""
+
+    def __init__(self, tts: CosyVoiceTts) -> None:
+        self.count = 0
+        self.threads: set[str] = set()
+        llm = tts._engine.model.llm.module
+        llm.llm_decoder.register_forward_hook(self._hook)
+
+    def _hook(self, *args: Any) -> None:
+        self.count += 1
+        self.threads.add(threading.current_thread().name)
+
+
 async def collect(tts: CosyVoiceTts, text: str, v: Voice,
                   priority: Priority | None = None) -> list[np.ndarray]:
     return [pcm async for pcm in tts.synthesize(text, v, priority=priority)]
 
 
-async def test_reference_registered_once_per_profile(tmp_path: Path) -> None:
-    model = StandIn()
-    tts = make(tmp_path, model)
+async def test_streams_int16_at_24k_hop_by_hop(tts: CosyVoiceTts, tmp_path: Path) -> None:
+    assert tts.sample_rate == RATE
+    assert tts.name == "cosyvoice CosyVoice2-random-tiny (cpu)"
+    tokens = TokenCounter(tts)
+    clip = voice(write_clip(tmp_path / "ref.wav"))
+    await collect(tts, "Hi.", clip)  # the profile is prepared
+    tokens.count = 0
+    pieces: list[np.ndarray] = []
+    tokens_at_first = -1
+    async for pcm in tts.synthesize("Hello there, how are you?", clip):
+        if not pieces:
+            tokens_at_first = tokens.count
+        pieces.append(pcm)
+    assert all(p.dtype == np.int16 and p.ndim == 1 for p in pieces)
+    # The first hop needed 25 tokens, the prompt's padding and 3 of look-ahead, written
+    # by the LLM on a thread of its own; then the audio came hop by hop: a middle hop
+    # is 25 tokens, one second (HiFT's 8-frame cache carried over from the hop before).
+    assert 28 <= tokens_at_first <= tokens.count, (tokens_at_first, tokens.count)
+    lengths = [len(p) for p in pieces]
+    assert len(pieces) >= 3 and 25 * SAMPLES_PER_TOKEN in lengths[1:], lengths
+    assert tokens.threads and threading.current_thread().name not in tokens.threads
+    samples = sum(len(p) for p in pieces)
+    assert abs(samples - tokens.count * SAMPLES_PER_TOKEN) <= 4 * SAMPLES_PER_TOKEN
+    # The stream starts and ends faded: no step from or to silence.
+    assert abs(int(pieces[0][0])) < 300 and abs(int(pieces[-1][-1])) < 300
+
+
+async def test_cancel_stops_cosyvoice_llm_thread(tts: CosyVoiceTts, tmp_path: Path) -> None:
+    tokens = TokenCounter(tts)
+    clip = voice(write_clip(tmp_path / "ref.wav"))
+    await collect(tts, "Hi.", clip)
+    before = set(threading.enumerate())
+    tokens.count = 0
+    tts._engine.tokens_per_char = None  # up to 20 tokens a text token: minutes on a CPU
+    audio = tts.synthesize(LONG_TEXT, clip)
+    async for _ in audio:
+        break
+    await audio.aclose()  # type: ignore[attr-defined]
+    await tts.thread.run(lambda: None)  # the model thread closed the stream
+    model = tts._engine.model
+    deadline = time.monotonic() + 10
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert not set(threading.enumerate()) - before, "CosyVoice's LLM thread still runs"
+    stopped_at = tokens.count
+    await asyncio.sleep(0.3)
+    assert tokens.count == stopped_at
+    # LONG_TEXT allows 4200 tokens (20 a text token); the LLM stopped after a hop.
+    assert stopped_at < 1000, stopped_at
+    assert model.tts_speech_token_dict == {} and model.llm_end_dict == {}
+    assert model.hift_cache_dict == {} and model.pending == {}
+    tts._engine.tokens_per_char = TOKENS_PER_CHAR
+    # The model is not left in a bad state: the next sentence streams.
+    assert await collect(tts, "Still here.", clip)
+
+
+async def test_reference_prepared_once_per_profile(tts: CosyVoiceTts, tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "ref.wav")
+    prepared: list[str] = []
+    prepare = tts.prepare
+
+    def counting(reference: Any) -> Any:
+        prepared.append(reference.text)
+        return prepare(reference)
+
+    tts.prepare = counting  # type: ignore[method-assign]
+    for text in ("One.", "Two.", "Three."):
+        assert await collect(tts, text, voice(clip))
+    assert prepared == ["A reference sentence."]
+    assert (tts.cache.misses, tts.cache.hits, len(tts.cache)) == (1, 2, 1)
+    await collect(tts, "Four.", voice(clip, profile="p2"))
+    assert (tts.cache.misses, len(tts.cache)) == (2, 2)
+    first, second = (entry.inputs for entry in tts.cache._items.values())
+    # CosyVoice's prompt: 25 speech tokens a second, two mel frames per token.
+    tokens = first["flow_prompt_speech_token"]
+    assert 40 <= tokens.shape[1] <= 50
+    assert first["prompt_speech_feat"].shape[1] == 2 * tokens.shape[1]
+    assert first["llm_embedding"].shape == (1, 192)
+    assert second is not first
+
+
+async def test_speed_synthesizes_the_sentence_whole(tts: CosyVoiceTts, tmp_path: Path) -> None:
+    pieces = await collect(tts, "Hello there.", voice(write_clip(tmp_path / "ref.wav"),
+                                                      speed=1.5))
+    # One sentence, not hops (the cross-fade's held tail comes after it), its mel
+    # stretched to 1/1.5 of the tokens' length.
+    assert len(pieces) <= 2
+    tokens = round(len("Hello there.") * TOKENS_PER_CHAR)
+    assert abs(sum(len(p) for p in pieces) - tokens * SAMPLES_PER_TOKEN / 1.5) <= 960
+
+
+async def test_short_or_missing_reference_is_a_clear_error(tts: CosyVoiceTts,
+                                                           tmp_path: Path) -> None:
+    short = write_clip(tmp_path / "short.wav", seconds=0.3)
+    with pytest.raises(BackendError, match=r"under 0\.5 s of speech"):
+        await collect(tts, "Hi.", voice(short))
+    with pytest.raises(BackendError, match="cosyvoice clones a reference clip"):
+        await collect(tts, "Hi.", tts.default_voice())
+    with pytest.raises(BackendError, match="has no reference text"):
+        await collect(tts, "Hi.", replace(voice(short), reference_text=""))
+
+
+def test_missing_weights_or_package_fail_at_load(tmp_path: Path) -> None:
+    """Runs everywhere: without cosyvoice installed, the install hint; with it, the
+    missing weights."""
+    with pytest.raises(BackendError, match=r"cosyvoice weights not found.*download-models"):
+        CosyVoiceTts(tmp_path / "absent", device="cpu")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "cosyvoice2.yaml").write_text("sample_rate: 24000\n")
     try:
-        for text in ("One.", "Two.", "Three."):
-            assert await collect(tts, text, voice(clip, speed=1.25))
-        assert len(model.speakers) == 1 and tts.cache.misses == 1 and tts.cache.hits == 2
-        (spk_id, (text, prompt)), = model.speakers.items()
-        assert text == "A reference sentence."
-        with wave.open(prompt) as w:  # the trimmed clip, mono 16-bit at 24 kHz
-            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 24000)
-            assert abs(w.getnframes() / 24000 - 2.0) < 0.2
-        assert [c["spk"] for c in model.calls] == [spk_id] * 3
-        assert all(c["stream"] is True and c["speed"] == 1.25 for c in model.calls)
-        await collect(tts, "Four.", voice(clip, profile="p2"))
-        assert len(model.speakers) == 2
+        import cosyvoice.cli.model  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendError, match=r"cosyvoice is not installed.*setup --gpu"):
+            CosyVoiceTts(tmp_path / "model", device="cpu")
+    else:
+        with pytest.raises(BackendError, match=r"cannot load cosyvoice from .*model"):
+            CosyVoiceTts(tmp_path / "model", device="cpu", fp16=False)
+
+
+def _settings(tmp_path: Path, **tts: Any) -> Settings:
+    settings = Settings()
+    settings.storage.data_dir = str(tmp_path)
+    for key, value in tts.items():
+        setattr(settings.tts, key, value)
+    return settings.validate()
+
+
+@pytest.mark.slow
+async def test_router_shares_the_cpu_scheduler(model_dir: Path, tmp_path: Path) -> None:
+    """Loaded as the server loads it: Piper and CosyVoice behind the router, CosyVoice
+    on the device's shared model thread, which takes CPU turns with the local models;
+    a reply's first (urgent) audio goes before another call's long sentence."""
+    from avatar_rtc.backends.cpu_turns import CpuTurns
+    from avatar_rtc.backends.factories import Shared
+    from avatar_rtc.backends.model_thread import Policy
+
+    settings = _settings(tmp_path, backends=["cosyvoice"], device="cpu",
+                         cosyvoice_model=str(model_dir), cosyvoice_fp16=False)
+    shared = Shared(cpu=CpuTurns())
+    tts, status = build_tts(settings, shared)
+    try:
+        assert status == {"tts/piper": "ready", "tts/cosyvoice": "ready"}
+        cosy = tts.backend_for(Voice(backend="cosyvoice"))  # type: ignore[attr-defined]
+        thread = shared.device_thread("cpu")
+        assert cosy.thread is thread and thread.policy is Policy.URGENT_FIRST
+        assert thread._cpu is shared.cpu
+        cosy._engine.tokens_per_char = TOKENS_PER_CHAR
+        clip = voice(write_clip(tmp_path / "ref.wav"))
+        assert await collect(tts, "Hi.", clip)  # prepared
+        order: list[str] = []
+
+        async def listen(text: str, name: str, priority: Priority | None = None) -> None:
+            async for _ in tts.synthesize(text, clip, priority=priority):
+                order.append(name)
+
+        long = asyncio.create_task(listen(LONG_TEXT, "long"))
+        while not order:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await listen("Hello there, how are you?", "first", Priority(urgent=True))
+        long.cancel()
+        first = [i for i, name in enumerate(order) if name == "first"]
+        # Once the urgent stream came, the long one got no turn until it ended.
+        assert all(name == "first" for name in order[first[0]:first[-1] + 1]), order
+        assert sum(len(p) for p in await collect(tts, "Hi.", tts.default_voice())) > 0
     finally:
         await tts.aclose()
 
 
-async def test_streamed_pieces_pass_through_in_order(tmp_path: Path) -> None:
-    model = StandIn(chunks=4)
-    tts = make(tmp_path, model, stream=True)
+@pytest.mark.gpu
+async def test_streams_and_cancels_on_cuda(model_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    tts = CosyVoiceTts(model_dir, device="cuda", fp16=True)
     try:
-        pieces = await collect(tts, "Hello.", voice(write_clip(tmp_path / "ref.wav")))
-        joined = np.concatenate(pieces)
-        chunk = int(0.2 * RATE)
-        # CosyVoice blends its own hops: nothing is cut or overlapped, only the ends fade.
-        assert len(joined) == 4 * chunk
-        t = np.arange(chunk) / RATE
-        for i in range(1, 3):
-            expected = (0.4 * np.sin(2 * np.pi * (200 + 50 * i) * t) * 32767).astype(np.int16)
-            np.testing.assert_allclose(joined[i * chunk:(i + 1) * chunk], expected, atol=1)
-        assert abs(int(joined[-1])) < 300
-    finally:
-        await tts.aclose()
-
-
-async def test_segments_without_streaming_are_cross_faded(tmp_path: Path) -> None:
-    model = StandIn(chunks=3)
-    tts = make(tmp_path, model, stream=False, crossfade_ms=50.0)
-    try:
-        pieces = await collect(tts, "Hello.", voice(write_clip(tmp_path / "ref.wav")))
-        joined = np.concatenate(pieces).astype(np.float32) / 32767
-        assert model.calls[0]["stream"] is False
-        assert len(joined) == 3 * int(0.2 * RATE) - 2 * int(0.05 * RATE)
-        assert np.max(np.abs(np.diff(joined))) < 0.05  # no step at the two joins
-    finally:
-        await tts.aclose()
-
-
-async def test_cancel_closes_cosyvoice_generator(tmp_path: Path) -> None:
-    model = StandIn(chunks=100, chunk_s=0.05, delay_s=0.02)
-    tts = make(tmp_path, model)
-    try:
-        audio = tts.synthesize("A long answer.", voice(write_clip(tmp_path / "ref.wav")))
+        assert tts.name == "cosyvoice CosyVoice2-random-tiny (cuda, fp16)"
+        tts._engine.tokens_per_char = TOKENS_PER_CHAR
+        clip = voice(write_clip(tmp_path / "ref.wav"))
+        pieces = await collect(tts, "Hello there, how are you?", clip)
+        assert len(pieces) >= 3 and all(p.dtype == np.int16 for p in pieces)
+        tts._engine.tokens_per_char = None
+        audio = tts.synthesize(LONG_TEXT, clip)
         async for _ in audio:
             break
         await audio.aclose()  # type: ignore[attr-defined]
-        assert await asyncio.to_thread(model.closed.wait, 5)
-        assert model.produced < 100
+        await tts.thread.run(lambda: None)
+        model = tts._engine.model
+        assert model.tts_speech_token_dict == {} and model.llm_end_dict == {}
     finally:
         await tts.aclose()
-
-
-class Logged(StandIn):
-    """Notes each piece it makes as (text, index)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.log: list[tuple[str, int]] = []
-
-    def inference_zero_shot(self, tts_text: str, *args: Any, **kwargs: Any
-                            ) -> Iterator[dict[str, Any]]:
-        for i, piece in enumerate(super().inference_zero_shot(tts_text, *args, **kwargs)):
-            self.log.append((tts_text, i))
-            yield piece
-
-
-async def test_an_urgent_first_chunk_jumps_the_queue(tmp_path: Path) -> None:
-    """The GPU model thread serves the most urgent stream first, as the CPU models' do:
-    a reply's first chunk does not wait for another call's long sentence."""
-    model = Logged(chunks=40, chunk_s=0.05, delay_s=0.005)
-    tts = make(tmp_path, model)
-    clip = write_clip(tmp_path / "ref.wav")
-    try:
-        await collect(tts, "Warm.", voice(clip))  # the profile is prepared
-        model.log.clear()
-        long = asyncio.create_task(collect(tts, "Long.", voice(clip)))
-        while len(model.log) < 3:  # noqa: ASYNC110 - pieces come from the model thread
-            await asyncio.sleep(0.001)
-        model.chunks = 3
-        first = await collect(tts, "First.", voice(clip), priority=Priority(urgent=True))
-        assert first
-        await long
-    finally:
-        await tts.aclose()
-    start = model.log.index(("First.", 0))
-    assert model.log[start:start + 3] == [("First.", i) for i in range(3)], model.log
-    assert model.log[-1] == ("Long.", 39), model.log
-
-
-async def test_cosyvoice3_prompt_gets_its_system_prefix(tmp_path: Path) -> None:
-    model = CosyVoice3()
-    tts = make(tmp_path, model)
-    try:
-        await collect(tts, "Hi.", voice(write_clip(tmp_path / "ref.wav")))
-        (text, _), = model.speakers.values()
-        assert text == "You are a helpful assistant.<|endofprompt|>A reference sentence."
-    finally:
-        await tts.aclose()
-
-
-async def test_voice_without_reference_is_a_clear_error(tmp_path: Path) -> None:
-    tts = make(tmp_path, StandIn())
-    try:
-        with pytest.raises(BackendError, match="cosyvoice clones a reference clip"):
-            await collect(tts, "Hi.", tts.default_voice())
-    finally:
-        await tts.aclose()
-
-
-def test_missing_cosyvoice_or_weights_fail_at_load(tmp_path: Path) -> None:
-    try:
-        import cosyvoice.cli  # noqa: F401
-    except ImportError:
-        with pytest.raises(BackendError, match=r"not on PyPI.*tts\.cosyvoice_repo"):
-            import_loader("", "cuda")
-    with pytest.raises(BackendError, match="is not a CosyVoice clone"):
-        import_loader(str(tmp_path), "cuda")
-    with pytest.raises(BackendError, match=r"cosyvoice weights not found.*download-models"):
-        CosyVoiceTts(tmp_path / "absent", cache_dir=tmp_path, loader=lambda d, f: StandIn())

@@ -52,12 +52,13 @@ def _build_tiny(root: Path) -> TinyF5:
     import yaml
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
-    from vocos import Vocos
 
     from avatar_rtc.backends import tts_f5
 
-    _, f5_model, _ = tts_f5._import_f5()
+    _, f5_model, _ = tts_f5._import_f5()  # first: it makes torchaudio importable
     from importlib.resources import files
+
+    from vocos import Vocos
 
     config = OmegaConf.load(str(files("f5_tts").joinpath("configs/F5TTS_v1_Base.yaml")))
     config.model.name = "F5TTS_tiny"

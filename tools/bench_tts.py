@@ -61,20 +61,31 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-def build_checkpoint(root: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """F5TTS_v1_Base and Vocos mel-24khz, random weights, released file layout."""
+def build_checkpoint(root: Path, tiny: bool = False) -> tuple[Path, Path, dict[str, Any]]:
+    """F5TTS_v1_Base and Vocos mel-24khz, random weights, released file layout.
+
+    `tiny`: a 2-layer DiT and a 1-layer Vocos instead (a check of the tools that use
+    it); info["config"] is the model config to load it with."""
     from importlib.resources import files
 
     import torch
     import yaml
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
-    from vocos import Vocos
 
     from avatar_rtc.backends.tts_f5 import _import_f5
 
-    _, f5_model, _ = _import_f5()
+    _, f5_model, _ = _import_f5()  # first: it makes torchaudio importable
+    from vocos import Vocos
     config = OmegaConf.load(str(files("f5_tts").joinpath("configs/F5TTS_v1_Base.yaml")))
+    config_name = "F5TTS_v1_Base"
+    root.mkdir(parents=True, exist_ok=True)
+    if tiny:
+        config.model.name = "F5TTS_tiny"
+        config.model.arch.update(dim=64, depth=2, heads=2, ff_mult=2, text_dim=32,
+                                 conv_layers=1)
+        config_name = str(root / "F5TTS_tiny.yaml")
+        OmegaConf.save(config, config_name)
     vocab, size = f5_model.utils.get_tokenizer(
         str(files("f5_tts").joinpath("infer/examples/vocab.txt")), "custom")
     torch.manual_seed(0)
@@ -97,16 +108,17 @@ def build_checkpoint(root: Path) -> tuple[Path, Path, dict[str, Any]]:
                                             "hop_length": 256, "n_mels": 100,
                                             "padding": "center"}},
         "backbone": {"class_path": "vocos.models.VocosBackbone",
-                     "init_args": {"input_channels": 100, "dim": 512,
-                                   "intermediate_dim": 1536, "num_layers": 8}},
+                     "init_args": {"input_channels": 100, "dim": 32 if tiny else 512,
+                                   "intermediate_dim": 64 if tiny else 1536,
+                                   "num_layers": 1 if tiny else 8}},
         "head": {"class_path": "vocos.heads.ISTFTHead",
-                 "init_args": {"dim": 512, "n_fft": 1024, "hop_length": 256,
+                 "init_args": {"dim": 32 if tiny else 512, "n_fft": 1024, "hop_length": 256,
                                "padding": "center"}},
     }
     (vocoder / "config.yaml").write_text(yaml.safe_dump(hparams))
     vocos = Vocos.from_hparams(str(vocoder / "config.yaml"))
     torch.save(vocos.state_dict(), vocoder / "pytorch_model.bin")
-    info = {"dit_params_m": round(params / 1e6, 1),
+    info = {"config": config_name, "dit_params_m": round(params / 1e6, 1),
             "vocos_params_m": round(sum(p.numel() for p in vocos.parameters()) / 1e6, 1)}
     return ckpt, vocoder, info
 

@@ -40,9 +40,11 @@ class Shared:
 
     def device_thread(self, device: str) -> ModelThread:
         """The one model thread of the cloning TTS models on `device`: their requests
-        take turns, most urgent first, instead of contending for the GPU."""
+        take turns, most urgent first, instead of contending for the GPU. On the CPU
+        it also takes turns with the embedded models (`cpu`), as they do."""
         if device not in self._device_threads:
-            self._device_threads[device] = ModelThread(f"tts-{device}")
+            self._device_threads[device] = ModelThread(f"tts-{device}",
+                                                       cpu=self.cpu_for(device))
         return self._device_threads[device]
 
     def thread_choice(self, most: int) -> ThreadChoice:
@@ -114,7 +116,7 @@ def f5_tts(settings: Settings, shared: Shared) -> TextToSpeech:
 
 
 def cosyvoice(settings: Settings, shared: Shared) -> TextToSpeech:
-    from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts, repo_voice
+    from avatar_rtc.backends.tts_cosyvoice import CosyVoiceTts
     from avatar_rtc.models_download import COSYVOICE, default_path
 
     s = settings.tts
@@ -122,10 +124,8 @@ def cosyvoice(settings: Settings, shared: Shared) -> TextToSpeech:
     model_dir = (Path(s.cosyvoice_model) if s.cosyvoice_model
                  else default_path(data_dir, COSYVOICE))
     return CosyVoiceTts(
-        model_dir, cache_dir=data_dir / "cache" / "cosyvoice", repo=s.cosyvoice_repo,
-        device=s.device, fp16=s.cosyvoice_fp16, stream=s.cosyvoice_stream,
+        model_dir, device=s.device, fp16=s.cosyvoice_fp16, stream=s.cosyvoice_stream,
         crossfade_ms=s.crossfade_ms, speed=s.speed, cache_size=s.profile_cache_size,
-        default_voice=repo_voice(s.cosyvoice_repo, s.speed),
         thread=shared.device_thread(s.device),
     )
 

@@ -36,6 +36,7 @@ from avatar_rtc.backends.profile_cache import (
     read_audio,
     reference_of,
 )
+from avatar_rtc.backends.torchaudio_compat import without_mismatched_extension
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PreparedReference:
 
 
 def _import_f5() -> tuple[Any, Any, Any]:
+    without_mismatched_extension()  # f5-tts and Vocos import torchaudio
     try:
         with warnings.catch_warnings():
             # pydub (imported by f5-tts) looks for ffmpeg; clips are decoded with PyAV.

@@ -243,11 +243,8 @@ class TtsSettings:
     f5_nfe_step: int = setting(32, "F5-TTS flow-matching steps: 16 is ~2x faster, rougher")
     f5_cfg_strength: float = setting(2.0, "F5-TTS classifier-free guidance strength")
     f5_sway_sampling: float = setting(-1.0, "F5-TTS sway sampling coefficient")
-    # CosyVoice is not on PyPI: cosyvoice_repo is a clone of FunAudioLLM/CosyVoice (with
-    # its requirements installed), put on sys.path.
-    cosyvoice_model: str = setting(
-        "", "CosyVoice model folder (CosyVoice2-0.5B, Fun-CosyVoice3-0.5B)")
-    cosyvoice_repo: str = setting("", "A clone of FunAudioLLM/CosyVoice")
+    # CosyVoice's code comes from the cosyvoice-minicpmo package (tools/setup --gpu).
+    cosyvoice_model: str = setting("", "CosyVoice2 model folder (CosyVoice2-0.5B)")
     cosyvoice_fp16: bool = setting(True, "CosyVoice in half precision")
     cosyvoice_stream: bool = setting(True, "CosyVoice streams audio as it is synthesized")
     # Short, so the first audio comes soon (Piper: ~40 ms + ~3 ms a character; the LLM
