@@ -34,6 +34,8 @@ from signaling.peers import Peer, RegistryFull
 
 log = logging.getLogger(__name__)
 
+DRAIN_RETRY_S = 10  # a restart (or another replica) should be up by then
+
 
 class CallError(AvatarError):
     """A call that did not start; the message says why. (A bad offer is OfferError.)"""
@@ -101,6 +103,8 @@ class CallService:
 
     def admit(self) -> None:
         """Raises CallRefused unless a call may start now (models, slots, GPU memory)."""
+        if self._state.draining:
+            raise CallRefused("the server is shutting down", retry_after_s=DRAIN_RETRY_S)
         backends = self._backends()
         refusal = backends.admission.check(len(self._state.registry))
         if refusal is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -17,9 +18,8 @@ log = logging.getLogger("avatar_rtc")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from avatar_rtc.app import create_app
+    from avatar_rtc.drain import serve
 
     settings = settings_mod.load(args)
     setup_logging(settings.log.level, settings.log.json)
@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = settings.server.host, settings.server.port
     print(f"avatar_rtc: http://{host}:{port}/ (models load in the background; "
           f"GET /health says when ready)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    asyncio.run(serve(app, host, port, settings.server.drain_timeout_s))
+    log.info("stopped")
     return 0
 
 
