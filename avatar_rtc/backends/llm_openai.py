@@ -179,8 +179,10 @@ class OpenAiLlm:
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    what = "between two tokens" if got_token else "before the first token"
-                    raise _Retryable(f"no token in {wait:.3g} s {what}") from None
+                    limit, what = ((resilience.token_timeout_s, "between two tokens")
+                                   if got_token else (resilience.first_token_timeout_s,
+                                                      "before the first token"))
+                    raise _Retryable(f"no token in {limit:g} s {what}") from None
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
