@@ -12,9 +12,10 @@ after it ends the reply instead (the conversation apologizes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +131,12 @@ class OpenAiLlm:
             for endpoint in self._endpoints:
                 started = False
                 try:
-                    async for delta in self._stream_from(endpoint, messages):
-                        started = True
-                        yield delta
+                    # Closed at once when the reply is cancelled: the server stops too.
+                    async with contextlib.aclosing(self._stream_from(endpoint, messages)
+                                                   ) as deltas:
+                        async for delta in deltas:
+                            started = True
+                            yield delta
                     return
                 except Exception as exc:
                     if started:  # the caller may have heard it: never sent again
@@ -149,7 +153,7 @@ class OpenAiLlm:
         raise BackendError("llm", f"{len(failures)} tries failed; the last: {failures[-1]}")
 
     async def _stream_from(self, endpoint: _Endpoint, messages: list[ChatMessage]
-                           ) -> AsyncIterator[str]:
+                           ) -> AsyncGenerator[str, None]:
         """One request to one server; raises _Retryable when no token came in time."""
         resilience = self._resilience
         loop = asyncio.get_running_loop()
