@@ -72,15 +72,17 @@ async def test_the_llm_server_killed_mid_reply_then_restarted(
         again = caller.say(with_silence(speak("How many legs does a spider have?"), 48000,
                                         0.6, 0.0), 48000)
         await again.done.wait()
-        try:
-            second = await caller.wait_event("turn_end", turn=1, timeout_s=120)
-        except TimeoutError:
-            raise AssertionError([e for _, e in caller.events if e["type"] != "vad"]) from None
+        # Answered: the story's first words are enough (it would go on for minutes).
+        second = await caller.wait_event("agent_text", turn=1, timeout_s=120)
         errors_after = len([e for _, e in caller.events if e.get("type") == "error"])
+    for _ in range(200):  # the server's side of the hang-up stores the turn in flight
+        if not server.state.calls:
+            break
+        await asyncio.sleep(0.1)
     assert error["message"].startswith("llm: the stream broke: ")
     assert APOLOGY in texts  # spoken after what was said of the story
     assert first["spoken_text"].endswith(APOLOGY)
-    assert second["reply_text"].strip() and errors_after == errors_before
+    assert second["text"].strip() and errors_after == errors_before
     assert np.abs(caller.agent_audio()).max() > 1000
     stored = server.turns(caller.session_id)
     assert [t["index"] for t in stored] == [0, 1]

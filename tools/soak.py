@@ -213,8 +213,13 @@ async def soak(url: str, args: argparse.Namespace) -> dict[str, Any]:
     watch = asyncio.create_task(sampler(url, args.sample_s, deadline, t0, samples))
     await asyncio.gather(*(caller_loop(url, i, VOICES[i % len(VOICES)], deadline, t0, results)
                            for i in range(args.callers)))
-    await asyncio.sleep(args.sample_s)  # the calls have closed: one more sample
     await watch
+    # The last sample once the server has closed every call: what is left then is kept.
+    for _ in range(30):  # polled: /metrics has no "all closed" to wait for
+        if not (await asyncio.to_thread(read_metrics, url)).get("calls", 0):
+            break
+        await asyncio.sleep(1.0)
+    await asyncio.sleep(2.0)  # the closed calls' last tasks
     samples.append(Sample(time.monotonic() - t0, await asyncio.to_thread(read_metrics, url)))
     rows = windows(results, args.window_s)
     return {"callers": args.callers, "minutes": args.minutes, "url": url,
