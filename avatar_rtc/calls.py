@@ -35,6 +35,8 @@ from signaling.peers import Peer, RegistryFull
 
 log = logging.getLogger(__name__)
 
+DRAIN_RETRY_S = 10  # a restart (or another replica) should be up by then
+
 
 class CallError(AvatarError):
     """A call that did not start; the message says why. (A bad offer is OfferError.)"""
@@ -101,8 +103,10 @@ class CallService:
         self._state = state
 
     def admit(self, remote_addr: str | None = None) -> None:
-        """Raises CallRefused unless a call may start now (models, slots, GPU memory,
-        room for one more pending offer from `remote_addr`)."""
+        """Raises CallRefused unless a call may start now (not draining, models, slots,
+        GPU memory, room for one more pending offer from `remote_addr`)."""
+        if self._state.draining:
+            raise CallRefused("the server is shutting down", retry_after_s=DRAIN_RETRY_S)
         backends = self._backends()
         registry = self._state.registry
         refusal = backends.admission.check(registry.connected())

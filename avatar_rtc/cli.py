@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -17,9 +18,8 @@ log = logging.getLogger("avatar_rtc")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from avatar_rtc.app import create_app
+    from avatar_rtc.drain import serve
     from avatar_rtc.storage import StorageError
     from avatar_rtc.tls import ssl_context
 
@@ -34,11 +34,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"avatar_rtc: {scheme}://{host}:{port}/ (models load in the background; "
           f"GET /health says when ready)", flush=True)
     try:
-        web.run_app(app, host=host, port=port, ssl_context=tls, print=None,
-                    handle_signals=True)
+        asyncio.run(serve(app, host, port, settings.server.drain_timeout_s, ssl_context=tls))
     except StorageError as exc:  # the database cannot be opened: say why, no traceback
         print(f"avatar-rtc serve: {exc}", file=sys.stderr)
         return 1
+    log.info("stopped")
     return 0
 
 

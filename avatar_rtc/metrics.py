@@ -8,9 +8,11 @@ carry, converted to seconds (Prometheus' base unit).
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from avatar_rtc.conversation.turn import Turn
@@ -46,6 +48,13 @@ def error_stage(message: str) -> str:
     return prefix if sep and prefix in _BACKEND_STAGES else "internal"
 
 
+def _task_count() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # rendered off the loop (no running loop there)
+        return 0.0
+
+
 class Metrics:
     def __init__(self, active_calls: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -66,6 +75,13 @@ class Metrics:
         self.backchannels = Counter("avatar_backchannels",
                                     "Backchannels over a reply that let it go on",
                                     registry=self.registry)
+        # Leaks show here first (tools/soak reads them): RSS and descriptors come from
+        # the process collector (process_resident_memory_bytes, process_open_fds).
+        ProcessCollector(registry=self.registry)
+        Gauge("avatar_asyncio_tasks", "Tasks of the server's event loop",
+              registry=self.registry).set_function(_task_count)
+        Gauge("avatar_threads", "Threads of the server process",
+              registry=self.registry).set_function(lambda: float(threading.active_count()))
         self.errors = Counter("avatar_errors", "Failed turns, by the stage that failed",
                               ["stage"], registry=self.registry)
 

@@ -40,7 +40,10 @@ async def health(request: web.Request) -> web.Response:
     }
     if state.load_error:
         body["error"] = state.load_error
-    return web.json_response(body, status=200 if state.ready.is_set() else 503)
+    if state.draining:  # a load balancer sends new callers elsewhere
+        body["draining"] = True
+    ok = state.ready.is_set() and not state.draining
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def ready(request: web.Request) -> web.Response:

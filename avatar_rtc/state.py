@@ -33,7 +33,7 @@ class AppState:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     calls: dict[str, Call] = field(default_factory=dict)  # live calls by id
     background: set[asyncio.Task[object]] = field(default_factory=set)
-    draining: bool = False  # set on SIGTERM: /ready says so, the balancer moves on
+    draining: bool = False  # SIGTERM: no new calls, /ready says so (avatar_rtc.drain)
 
     def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         """Runs a fire-and-forget coroutine that shutdown still waits for."""

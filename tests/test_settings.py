@@ -489,9 +489,8 @@ def test_as_dict_shape_and_empty_secret() -> None:
 @pytest.fixture
 def no_start(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A clean AVATAR_* environment, and app creation / serving that only record a call."""
-    from aiohttp import web
-
     import avatar_rtc.app
+    import avatar_rtc.drain
 
     for name in list(os.environ):
         if name.startswith("AVATAR_"):
@@ -507,7 +506,7 @@ def no_start(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError("run_app must not be called")
 
     monkeypatch.setattr(avatar_rtc.app, "create_app", no_app)
-    monkeypatch.setattr(web, "run_app", no_run)
+    monkeypatch.setattr(avatar_rtc.drain, "serve", no_run)
     return started
 
 
@@ -543,9 +542,8 @@ def test_models_take_turns_speak_ahead_and_max_sentences_reach_their_users() -> 
 
 
 def test_cli_serve_takes_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiohttp import web
-
     import avatar_rtc.app
+    import avatar_rtc.drain
 
     for name in list(os.environ):
         if name.startswith("AVATAR_"):
@@ -554,9 +552,14 @@ def test_cli_serve_takes_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[dict[str, Any]] = []
     monkeypatch.setattr(cli, "setup_logging", lambda *args: None)
     monkeypatch.setattr(avatar_rtc.app, "create_app", lambda settings: "app")
-    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: served.append(kwargs))
+
+    async def serve(app: object, host: str, port: int, drain_timeout_s: float, *,
+                    ssl_context: object = None) -> None:
+        served.append({"host": host, "port": port, "tls": ssl_context})
+
+    monkeypatch.setattr(avatar_rtc.drain, "serve", serve)
     assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9000"]) == 0
-    assert [(s["host"], s["port"]) for s in served] == [("0.0.0.0", 9000)]
+    assert [(s["host"], s["port"], s["tls"]) for s in served] == [("0.0.0.0", 9000, None)]
 
 
 def test_serve_help_names_the_aliases_and_what_each_flag_sets(

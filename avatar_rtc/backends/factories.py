@@ -83,11 +83,16 @@ def llama_cpp(settings: Settings, shared: Shared) -> LanguageModel:
 
 
 def openai(settings: Settings, shared: Shared) -> LanguageModel:
-    from avatar_rtc.backends.llm_openai import OpenAiLlm
+    from avatar_rtc.backends.llm_openai import OpenAiLlm, Resilience
 
     s = settings.llm
+    resilience = Resilience(connect_timeout_s=s.connect_timeout_s,
+                            first_token_timeout_s=s.first_token_timeout_s,
+                            token_timeout_s=s.token_timeout_s, retries=s.retries,
+                            backoff_s=s.retry_backoff_s)
     return OpenAiLlm(s.base_url, model=s.model, api_key=s.api_key, max_tokens=s.max_tokens,
-                     temperature=s.temperature, seed=s.seed, timeout_s=s.request_timeout_s)
+                     temperature=s.temperature, seed=s.seed, timeout_s=s.request_timeout_s,
+                     fallback_base_urls=s.fallback_base_urls, resilience=resilience)
 
 
 def piper(settings: Settings, shared: Shared) -> TextToSpeech:

@@ -31,6 +31,9 @@ from media.silence import trim_leading_silence
 
 log = logging.getLogger(__name__)
 
+# Spoken when a stage fails mid-turn; the error event tells the page which one.
+APOLOGY = "Sorry, something went wrong on my side. Could you say that again?"
+
 
 class ReplyPipeline:
     """Runs turns for one call; `run` is the body of a turn's task."""
@@ -73,7 +76,12 @@ class ReplyPipeline:
     async def run(self, turn: Turn) -> None:
         """The reply, until its audio played out (or a failure, stored on the turn)."""
         try:
-            await self._reply(turn)
+            try:
+                await self._reply(turn)
+            except BackendError as exc:
+                turn.error = str(exc)
+                log.warning("turn %s failed: %s", turn.id, exc)
+                await self._apologize(turn)
             await turn.committed.wait()
             for chunk in turn.chunks:
                 for playout in chunk.playouts:
@@ -81,11 +89,21 @@ class ReplyPipeline:
         except asyncio.CancelledError:
             raise
         except BackendError as exc:
-            turn.error = str(exc)
+            turn.error = turn.error or str(exc)
             log.warning("turn %s failed: %s", turn.id, exc)
         except Exception as exc:  # a bug must not leave the agent stuck silent
-            turn.error = f"internal error: {type(exc).__name__}"
+            turn.error = turn.error or f"internal error: {type(exc).__name__}"
             log.exception("turn %s crashed", turn.id)
+
+    async def _apologize(self, turn: Turn) -> None:
+        """A failed stage leaves the caller with a short spoken apology, not silence
+        (after whatever part of the reply was already said)."""
+        try:
+            await self._speak(turn, APOLOGY)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the TTS itself may be what failed
+            log.warning("turn %s: the apology could not be spoken: %s", turn.id, exc)
 
     async def _reply(self, turn: Turn) -> None:
         backends = self._backends

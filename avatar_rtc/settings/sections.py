@@ -63,6 +63,9 @@ class ServerSettings:
     idle_timeout_s: float = setting(
         300.0, "Seconds without speech or replies that end a call; 0: no limit")
     static_dir: str = setting("", "Folder of the web pages; empty: static/ beside the package")
+    # SIGTERM: /offer refuses (503), live calls may finish; then they are closed.
+    drain_timeout_s: float = setting(
+        30.0, "On SIGTERM, seconds live calls may go on before they are closed")
     # aiortc's default is 4 (80 ms). The server's ears are VAD and STT, not a person:
     # 1 frame is enough on most networks.
     inbound_jitter_frames: int = setting(
@@ -213,6 +216,21 @@ class LlmSettings:
     system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT, "The system prompt of every call")
     max_history_turns: int = setting(12, "Turns of the conversation kept in the prompt")
     request_timeout_s: float = setting(30.0, "openai backend: seconds per request")
+    # Tried in order after base_url when a request fails before its first token.
+    fallback_base_urls: list[str] = field(
+        default_factory=list,
+        metadata={"doc": "openai backend: more base URLs tried in order when one fails"})
+    connect_timeout_s: float = setting(3.0, "openai backend: seconds to connect")
+    # Prompt evaluation included: a long history on a busy server takes seconds.
+    first_token_timeout_s: float = setting(
+        15.0, "openai backend: seconds from the request to the first token")
+    token_timeout_s: float = setting(
+        10.0, "openai backend: longest wait between two tokens")
+    # Only before the first token: a reply the caller heard part of is never asked again.
+    retries: int = setting(2, "openai backend: retries of a request that failed before its "
+                           "first token (each round tries every URL)")
+    retry_backoff_s: float = setting(
+        0.25, "openai backend: first wait before a retry; doubles each time, with jitter")
 
 
 @dataclass
@@ -396,6 +414,11 @@ class Settings:
             (self.llm.weights in ("q8_0", "q4_1"), "llm.weights: q8_0 or q4_1"),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
             (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
+            (self.llm.retries >= 0, "llm.retries must be >= 0"),
+            (self.llm.retry_backoff_s >= 0, "llm.retry_backoff_s must be >= 0"),
+            (min(self.llm.connect_timeout_s, self.llm.first_token_timeout_s,
+                 self.llm.token_timeout_s) > 0, "llm timeouts must be > 0"),
+            (self.server.drain_timeout_s >= 0, "server.drain_timeout_s must be >= 0"),
             (self.tts.backend in (tts := backend_names("tts")),
              f"tts.backend: one of {', '.join(tts)}"),
             (all(b in tts for b in self.tts.backends),

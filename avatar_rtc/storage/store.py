@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -36,6 +38,34 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 THREAD_NAME_PREFIX = "avatar-db"
+
+# A write waits busy_timeout (db.SQLITE_PRAGMAS) for a lock another process holds;
+# a call's rows then try this many more times, so a long backup or a stuck admin
+# tool delays its turns instead of losing them.
+LOCKED_RETRIES = 5
+LOCKED_BACKOFF_S = 0.5
+
+log = logging.getLogger(__name__)
+
+
+def _locked(exc: peewee.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _retry_locked(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Runs ``fn`` on the store's thread, again while the database stays locked. On
+    the thread: the writes queued behind it keep their order."""
+    for attempt in range(LOCKED_RETRIES + 1):
+        try:
+            return fn(*args, **kwargs)
+        except peewee.OperationalError as exc:
+            if not _locked(exc) or attempt == LOCKED_RETRIES:
+                raise
+            log.warning("database locked (%s): write retried (%d of %d)", exc, attempt + 1,
+                        LOCKED_RETRIES)
+            time.sleep(LOCKED_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class Store:
@@ -117,14 +147,18 @@ class Store:
     async def unlock(self, key: int) -> None:
         await self._run(execute, self._db, "SELECT pg_advisory_unlock(%s)", (key,))
 
+    async def _write(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """A call's row or turn: retried while another process holds the lock."""
+        return await self._run(_retry_locked, fn, *args, **kwargs)  # type: ignore[arg-type]
+
     # --- calls -------------------------------------------------------------
 
     async def create_call(self, call: CallRecord) -> None:
-        await self._run(repo.create_call, self._db, call)
+        await self._write(repo.create_call, self._db, call)
 
     async def end_call(self, call_id: str, ended_at: datetime, end_reason: str) -> bool:
         """Record how the call ended. The first end wins; returns whether it applied."""
-        return await self._run(repo.end_call, self._db, call_id, ended_at, end_reason)
+        return await self._write(repo.end_call, self._db, call_id, ended_at, end_reason)
 
     async def set_call_recording(
         self,
@@ -133,7 +167,7 @@ class Store:
         agent_audio_path: str | None,
         recording_bytes: int,
     ) -> bool:
-        return await self._run(
+        return await self._write(
             repo.set_call_recording,
             self._db,
             call_id,
@@ -170,7 +204,7 @@ class Store:
 
     async def save_turn(self, turn: TurnRecord) -> None:
         """Insert or update (by id) a turn; committed when this returns."""
-        await self._run(repo.save_turn, self._db, turn)
+        await self._write(repo.save_turn, self._db, turn)
 
     async def turns(self, call_id: str) -> list[TurnRecord]:
         return await self._run(repo.turns, call_id)
