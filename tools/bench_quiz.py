@@ -77,7 +77,7 @@ def plan(callers: int, seed: int = 0) -> list[list[Ask]]:
             for c in range(callers)]
 
 
-async def ask(url: str, item: Ask) -> dict[str, Any]:
+async def ask(url: str, item: Ask, reply_timeout_s: float = REPLY_TIMEOUT_S) -> dict[str, Any]:
     """One question in a call of its own: what was heard, replied and when."""
     caller = RoomCaller(url)
     record: dict[str, Any] = {"question": item.number, "text": item.question.text,
@@ -92,7 +92,7 @@ async def ask(url: str, item: Ask) -> dict[str, Any]:
         if end is None:
             raise CallerError("the question had no voiced sample")
         try:
-            await caller.wait_agent_audio(after=end, timeout_s=REPLY_TIMEOUT_S)
+            await caller.wait_agent_audio(after=end, timeout_s=reply_timeout_s)
             await caller.wait_event("turn_end", after=end, timeout_s=TURN_END_TIMEOUT_S)
         except TimeoutError:
             pass  # judged from what came
@@ -111,12 +111,13 @@ async def ask(url: str, item: Ask) -> dict[str, Any]:
     return record
 
 
-async def run_callers(url: str, plans: list[list[Ask]]) -> list[dict[str, Any]]:
+async def run_callers(url: str, plans: list[list[Ask]],
+                      reply_timeout_s: float = REPLY_TIMEOUT_S) -> list[dict[str, Any]]:
     async def one(index: int, asks: list[Ask]) -> list[dict[str, Any]]:
         await asyncio.sleep(index * 0.37)  # callers do not start in the same frame
         out = []
         for item in asks:
-            record = await ask(url, item)
+            record = await ask(url, item, reply_timeout_s)
             record["caller"] = index
             note = record["error"] or (f"v2v {record['v2v_ms']} ms, heard "
                                        f"{record['heard']!r}, said {record['reply_text']!r}")
@@ -266,6 +267,8 @@ def main() -> int:
     parser.add_argument("--wer-models", default="tiny.en,base,small",
                         help="comma-separated STT models for the WER table; empty: none")
     parser.add_argument("--seed", type=int, default=0, help="another choice of voices")
+    parser.add_argument("--reply-timeout-s", type=float, default=REPLY_TIMEOUT_S,
+                        help="wait this long for a reply to start (a busy machine: more)")
     parser.add_argument("--jitter-frames", type=int, default=2, metavar="N",
                         help="the caller's receive buffer in 20 ms frames (as tools/bench)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
@@ -298,7 +301,7 @@ def main() -> int:
             health = wait_ready(url, timeout_s=600)
             print(f"bench-quiz: {url} ready; backends {health.get('backends')}", flush=True)
             started = time.monotonic()
-            records = asyncio.run(run_callers(url, plans))
+            records = asyncio.run(run_callers(url, plans, args.reply_timeout_s))
             wall = time.monotonic() - started
         finally:
             if server is not None:
