@@ -101,8 +101,11 @@ async def ask(url: str, item: Ask, reply_timeout_s: float = REPLY_TIMEOUT_S) -> 
         record.update(judge_complete(observed, end))
         record["heard"] = " ".join(e["text"] for _, e in of_type(caller.events,
                                                                  "user_transcript"))
-        record["reply_text"] = "".join(e["text"] for _, e in of_type(caller.events,
-                                                                     "agent_text", end))
+        # What the caller heard, whole; else the chunks so far (each a clause or more).
+        ended = [e for _, e in of_type(caller.events, "turn_end", end)]
+        record["reply_text"] = (ended[0]["spoken_text"] if ended else
+                                " ".join(e["text"] for _, e in of_type(caller.events,
+                                                                       "agent_text", end)))
         record["reply_audio"] = caller.agent_audio()  # 16 kHz; transcribed later
     except (CallerError, TimeoutError) as exc:
         record["error"] = str(exc) or type(exc).__name__
@@ -214,8 +217,40 @@ async def wer_table(models: list[str], models_dir: Path, seed: int) -> list[dict
         misheard = [f"{ref} -> {hyp!r}" for ref, (hyp, _) in zip(texts, results, strict=True)
                     if word_error_rate([(ref, hyp)])]
         rows.append({"model": model, "wer": wer, "utterances": len(clips),
-                     "ms": spread(times), "misheard": misheard})
+                     "ms": spread(times), "misheard": misheard,
+                     "transcripts": [t for t, _ in results]})
         print(f"wer: {model}: {wer:.3f}, p50 {spread(times)['p50']} ms", flush=True)
+    return rows
+
+
+async def text_quiz(models: list[str], heard: dict[str, list[str]],
+                    models_dir: Path) -> list[dict[str, Any]]:
+    """Each LLM, in this process, on the questions as written and as each STT model
+    heard them: the answers' quality without the call's timing (temperature 0)."""
+    from avatar_rtc.backends.base import ChatMessage
+    from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
+    from avatar_rtc.settings import DEFAULT_SYSTEM_PROMPT
+
+    rows: list[dict[str, Any]] = []
+    sources = {"written": [q.text for q in QUIZ], **heard}
+    for model in models:
+        llm = LlamaCppLlm(model=model, temperature=0.0, max_contexts=1, max_tokens=60,
+                          cache_dir=models_dir)
+        try:
+            for source, texts in sources.items():
+                replies = []
+                for text in texts:
+                    messages = [ChatMessage("system", DEFAULT_SYSTEM_PROMPT),
+                                ChatMessage("user", text)]
+                    reply = "".join([d async for d in llm.stream(messages)])
+                    replies.append(reply)
+                right = sum(mentions(r, QUIZ[i % len(QUIZ)].answers)
+                            for i, r in enumerate(replies))
+                rows.append({"llm_model": model, "questions": source, "right": right,
+                             "asked": len(texts), "replies": replies})
+                print(f"text quiz: {model} on {source}: {right}/{len(texts)}", flush=True)
+        finally:
+            await llm.aclose()
     return rows
 
 
@@ -223,7 +258,8 @@ def show(value: float | int | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def report(runs: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) -> list[str]:
+def report(runs: list[dict[str, Any]], wer_rows: list[dict[str, Any]],
+           text_rows: list[dict[str, Any]] | None = None) -> list[str]:
     lines = ["", "== spoken quiz (right: the reply as heard holds the answer)",
              f"{'llm':14s} {'stt':8s} {'callers':>7s} {'right':>9s} {'text':>6s} "
              f"{'v2v p50':>8s} {'p90':>7s} {'heard WER':>9s}"]
@@ -248,6 +284,11 @@ def report(runs: list[dict[str, Any]], wer_rows: list[dict[str, Any]]) -> list[s
             lines.append(f"{row['model']:8s} {row['wer']:6.3f} {show(row['ms']['p50']):>7s} "
                          f"{show(row['ms']['p90']):>7s}")
             lines += [f"  {m}" for m in row["misheard"]]
+    if text_rows:
+        lines += ["", "== the LLMs alone, on the questions as written and as heard",
+                  f"{'llm':14s} {'questions':12s} {'right':>7s}"]
+        lines += [f"{r['llm_model']:14s} {r['questions']:12s} {r['right']:>3d}/{r['asked']}"
+                  for r in text_rows]
     return lines
 
 
@@ -267,6 +308,11 @@ def main() -> int:
     parser.add_argument("--wer-models", default="tiny.en,base,small",
                         help="comma-separated STT models for the WER table; empty: none")
     parser.add_argument("--seed", type=int, default=0, help="another choice of voices")
+    parser.add_argument("--no-calls", action="store_true",
+                        help="no server: only the WER table (and --text-quiz)")
+    parser.add_argument("--text-quiz", action="store_true",
+                        help="also each LLM in this process on the questions as written "
+                        "and as each --wer-models model heard them")
     parser.add_argument("--reply-timeout-s", type=float, default=REPLY_TIMEOUT_S,
                         help="wait this long for a reply to start (a busy machine: more)")
     parser.add_argument("--jitter-frames", type=int, default=2, metavar="N",
@@ -286,7 +332,7 @@ def main() -> int:
     # Joined models (Qwen, Whisper base) are kept between runs, as the server keeps them.
     models_dir = Path(os.environ.get("AVATAR_STORAGE_DATA_DIR", "data")) / "models"
     plans = plan(args.callers, args.seed)
-    combos = ([("(server)", "(server)")] if args.url else
+    combos = ([] if args.no_calls else [("(server)", "(server)")] if args.url else
               [(llm, stt) for llm in names(args.llm_model) for stt in names(args.stt_model)])
     runs = []
     for llm, stt in combos:
@@ -314,11 +360,16 @@ def main() -> int:
                      "reply_stt": judge, "summary": summarize(records, args.callers),
                      "records": records})
     wer_rows = asyncio.run(wer_table(names(args.wer_models), models_dir, args.seed))
-    print("\n".join(report(runs, wer_rows)))
+    text_rows: list[dict[str, Any]] = []
+    if args.text_quiz:
+        heard = {f"heard by {r['model']}": r["transcripts"] for r in wer_rows
+                 if "transcripts" in r}
+        text_rows = asyncio.run(text_quiz(names(args.llm_model), heard, models_dir))
+    print("\n".join(report(runs, wer_rows, text_rows)))
     record = {"when": stamp, "kind": "quiz", "server_args": args.server_args,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_avg": os.getloadavg()},
-              "runs": runs, "wer": wer_rows}
+              "runs": runs, "wer": wer_rows, "text_quiz": text_rows}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"quiz-{stamp}.json"
     path.write_text(json.dumps(record, indent=1, default=str))
