@@ -79,6 +79,7 @@ def llama_cpp(settings: Settings, shared: Shared) -> LanguageModel:
         # One KV cache per call in flight, so no call evicts another's.
         max_contexts=settings.server.max_calls, cpu=shared.cpu, weights=s.weights,
         cache_dir=_models_dir(settings), thread_choice=shared.thread_choice(s.n_threads),
+        model=s.model,
     )
 
 

@@ -22,9 +22,9 @@ from avatar_rtc.backends.chat_prompt import ChatPrompt, Conversation, conversati
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.cpu_turns import CpuTurns
 from avatar_rtc.backends.kv_context import KvContext
+from avatar_rtc.backends.llm_packages import model_file, packaged
 from avatar_rtc.backends.model_thread import ModelThread
 from avatar_rtc.backends.priority import Priority
-from avatar_rtc.backends.smollm2 import packaged_model
 from avatar_rtc.backends.thread_choice import ThreadChoice
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,14 @@ class LlamaCppLlm:
         weights: str = "q8_0",
         cache_dir: Path | None = None,
         thread_choice: ThreadChoice | None = None,
+        model: str = "",
     ) -> None:
-        """`model_path`: a GGUF; empty: the packaged SmolLM2 with `weights` (one of
-        smollm2.PACKAGED_WEIGHTS), converted into `cache_dir` when not as shipped.
-        `thread_choice`: picks each step's thread count, up to `n_threads` (none given:
-        one that counts no live calls)."""
-        path = Path(model_path) if model_path else packaged_model(weights, cache_dir)
+        """`model_path`: a GGUF; empty: the packaged `model` (see llm_packages; "": the
+        default), made in `cache_dir` when needed; SmolLM2 with `weights` (one of
+        smollm2.PACKAGED_WEIGHTS). `thread_choice`: picks each step's thread count, up
+        to `n_threads` (none given: one that counts no live calls)."""
+        package = None if model_path else packaged(model)
+        path = Path(model_path) if model_path else model_file(model, weights, cache_dir)
         if not path.is_file():
             raise BackendError("llm", f"GGUF model not found: {path}")
         self._path = path
@@ -77,8 +79,12 @@ class LlamaCppLlm:
         self._contexts = tuple(KvContext(self._load()) for _ in range(max(1, max_contexts)))
         log.info("llama.cpp %s loaded in %.2fs (%d contexts)", path.name,
                  time.perf_counter() - started, len(self._contexts))
-        self.name = (f"llama.cpp {path.stem}" if model_path
-                     else f"llama.cpp SmolLM2-135M-Instruct.{weights.upper()}")
+        if package is None:
+            self.name = f"llama.cpp {path.stem}"
+        elif package.name == "smollm2-135m":
+            self.name = f"llama.cpp {package.title}.{weights.upper()}"
+        else:
+            self.name = f"llama.cpp {package.title}"
         self._max_tokens = max_tokens
         self._temperature = temperature
         self._seed = seed

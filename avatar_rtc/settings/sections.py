@@ -153,7 +153,7 @@ class TurnSettings:
 class SttSettings:
     backend: str = setting("faster-whisper", "Speech-to-text backend")
     # Or a model name when the operator has internet.
-    model: str = setting("tiny.en", "Whisper model: tiny.en, base, or a CTranslate2 folder")
+    model: str = setting("tiny.en", "Whisper model: tiny.en, base, small, or a CTranslate2 folder")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
     compute_type: str = setting(
         "int8", "CTranslate2 compute type: int8 on a CPU; float16 or int8_float16 on a GPU")
@@ -194,11 +194,15 @@ class NoiseSettings:
 class LlmSettings:
     backend: str = setting(
         "llama-cpp", "llama-cpp, or openai (vLLM, llama.cpp server, any compatible API)")
+    # The packaged models and their numbers: docs/models.md.
+    model: str = setting(
+        "", "llama-cpp: packaged model smollm2-135m or qwen2.5-0.5b (empty: smollm2-135m); "
+            "openai: model name (empty: the server's first)")
     model_path: str = setting(
-        "", "llama-cpp GGUF file; empty: the packaged SmolLM2-135M-Instruct")
+        "", "llama-cpp GGUF file; overrides llm.model")
     # q8_0 is converted once from the shipped Q4_1 into <storage.data_dir>/models and is
     # 1.6x faster per token on one thread.
-    weights: str = setting("q8_0", "The packaged model's weights: q8_0 or q4_1")
+    weights: str = setting("q8_0", "smollm2-135m's weights: q8_0 or q4_1")
     # One when that was faster lately, or while other calls are live (each model step
     # then runs on one thread).
     n_threads: int = setting(2, "Most threads for token generation")
@@ -206,7 +210,6 @@ class LlmSettings:
     n_ctx: int = setting(2048, "Context window in tokens")
     base_url: str = setting("", "openai backend: the API's base URL")
     api_key: str = setting("none", "openai backend: API key (masked in /health)")
-    model: str = setting("", "openai backend: model name")
     max_tokens: int = setting(120, "Longest reply in tokens")
     # Small models forget the system prompt's "one or two sentences" a few turns in and
     # talk for half a minute.
@@ -412,6 +415,10 @@ class Settings:
                 "llm.base_url is required with llm.backend=openai",
             ),
             (self.llm.weights in ("q8_0", "q4_1"), "llm.weights: q8_0 or q4_1"),
+            (self.llm.backend != "llama-cpp" or bool(self.llm.model_path)
+             or self.llm.model in ("", *PACKAGED_LLMS),
+             f"llm.model: one of {', '.join(PACKAGED_LLMS)} with llm.backend=llama-cpp "
+             "(or set llm.model_path)"),
             (self.llm.max_tokens >= 1, "llm.max_tokens must be >= 1"),
             (self.llm.max_sentences >= 0, "llm.max_sentences must be >= 0"),
             (self.llm.retries >= 0, "llm.retries must be >= 0"),
@@ -455,6 +462,9 @@ class Settings:
 
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+# The names of avatar_rtc/backends/llm_packages.py (settings never import backends).
+PACKAGED_LLMS = ("smollm2-135m", "qwen2.5-0.5b")
 
 STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
                      "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
