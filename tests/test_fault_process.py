@@ -2,7 +2,7 @@
 aiortc callers (the STT, LLM and TTS of the echo plugin in tests/plugin_backend: fast,
 and installed as a user would; the VAD is the real one).
 
-- SIGTERM: /offer answers 503 with Retry-After and /health says draining; a call that
+- SIGTERM: /offer answers 503 with Retry-After, /health and /ready say draining; a call that
   hangs up ends as usual, one that stays is closed at server.drain_timeout_s; every
   finished turn is stored and the process exits 0.
 - SIGKILL: after a restart the database passes integrity_check, the finished turns are
@@ -113,6 +113,8 @@ async def test_sigterm_drains_live_calls_then_exits_0(
         await asyncio.sleep(0.5)
         async with http.get(f"{url}/health") as response:
             health = response.status, await response.json()
+        async with http.get(f"{url}/ready") as response:  # the balancer moves on
+            ready = response.status, await response.json()
         async with http.post(f"{url}/offer", json={}) as response:
             refused = response.status, response.headers.get("Retry-After"), \
                 await response.json()
@@ -126,6 +128,7 @@ async def test_sigterm_drains_live_calls_then_exits_0(
         log = (await process.stderr.read()).decode()
 
     assert health[0] == 503 and health[1]["draining"] is True
+    assert ready[0] == 503 and ready[1]["reason"] == "draining"
     assert refused[0] == 503 and refused[1] == "10"
     assert refused[2] == {"error": "the server is shutting down"}
     assert bye["reason"] == "shutdown" and DRAIN_S - 1.5 < closed_after < DRAIN_S + 5
