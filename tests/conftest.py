@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -160,3 +163,17 @@ def storyteller(start_server: Callable[..., LiveServer], *, max_sentences: int,
 @pytest.fixture
 def live_server(start_server: Callable[..., LiveServer]) -> LiveServer:
     return start_server()
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/plugin_backend (the echo backends), installed as a user would: offline,
+    into a folder of its own, once per session."""
+    build = tmp_path_factory.mktemp("plugin")
+    source = build / "avatar-rtc-echo-backends"
+    shutil.copytree(Path(__file__).parent / "plugin_backend", source)  # pip builds in place
+    target = build / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--quiet", "--target", str(target), str(source)],
+                   check=True, timeout=300)
+    return target

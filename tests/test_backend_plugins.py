@@ -3,8 +3,6 @@ backend through entry points, and the settings pick them by name."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +20,10 @@ from avatar_rtc.plugins import BUILTIN, backend_names
 from avatar_rtc.settings import Settings, SettingsError
 from tests.fakes import silence, tone
 
-PLUGIN = Path(__file__).parent / "plugin_backend"
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plugin package, installed as a user would (offline, into its own folder)."""
-    build = tmp_path_factory.mktemp("plugin-src")
-    source = build / "avatar-rtc-echo-backends"
-    shutil.copytree(PLUGIN, source)  # pip builds in place: keep the tree clean
-    target = build / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--quiet", "--target", str(target), str(source)],
-                   check=True, timeout=300)
-    return target
-
 
 @pytest.fixture
-def plugin(installed: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(installed))  # importlib.metadata finds it there
+def plugin(plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.syspath_prepend(str(plugin_site))  # importlib.metadata finds it there
     yield
     sys.modules.pop("avatar_echo_backends", None)
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -35,22 +33,9 @@ from tests.test_recorder import decode
 Process = asyncio.subprocess.Process
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-PLUGIN = Path(__file__).parent / "plugin_backend"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DRAIN_S = 4.0
 
-
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The echo backends, installed offline into their own folder."""
-    build = tmp_path_factory.mktemp("plugin")
-    source = build / "src"
-    shutil.copytree(PLUGIN, source)
-    target = build / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--quiet", "--target", str(target), str(source)],
-                   check=True, timeout=300)
-    return target
 
 
 @pytest.fixture(scope="module")

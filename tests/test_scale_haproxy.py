@@ -32,7 +32,6 @@ pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-PLUGIN = Path(__file__).parent / "plugin_backend"
 TOKEN = "cluster-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -83,17 +82,6 @@ def test_shipped_systemd_unit_drains_on_sigterm() -> None:
     # Longer than the calls may take to end once draining (server.drain_timeout_s).
     assert int(service["TimeoutStopSec"]) >= 600
 
-
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("plugin")
-    source = build / "src"
-    shutil.copytree(PLUGIN, source)
-    target = build / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--quiet", "--target", str(target), str(source)],
-                   check=True, timeout=300)
-    return target
 
 
 def balancer_config(workers: dict[str, int], port: int, llm_port: int, sock: Path) -> str:
