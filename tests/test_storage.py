@@ -24,6 +24,7 @@ from avatar_rtc.storage import (
     new_id,
 )
 from avatar_rtc.storage import search as search_module
+from avatar_rtc.storage.migrations import LATEST_VERSION
 from avatar_rtc.storage.models import Call
 from avatar_rtc.storage.stats import percentile
 
@@ -232,9 +233,9 @@ def _versions(path: Path) -> list[int]:
 async def test_migrations_idempotent(db_path: Path) -> None:
     for _ in range(3):
         store = await Store.open(db_url(db_path))
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST_VERSION
         await store.close()
-    assert _versions(db_path) == [1]
+    assert _versions(db_path) == list(range(1, LATEST_VERSION + 1))
     with sqlite3.connect(db_path) as conn:
         names = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"schema_version", "call", "turn", "voice_profile", "turn_fts"} <= names
@@ -246,7 +247,7 @@ async def test_schema_too_new_is_a_clear_error(db_path: Path) -> None:
         conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (7, 'x')")
     with pytest.raises(SchemaTooNewError, match="version 7"):
         await Store.open(db_url(db_path))
-    assert _versions(db_path) == [1, 7]
+    assert _versions(db_path) == [*range(1, LATEST_VERSION + 1), 7]
 
 
 async def test_sqlite_pragmas(store: Store, db_path: Path) -> None:
@@ -500,3 +501,38 @@ async def test_two_open_stores_stay_separate(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_v1_database_gains_the_typed_and_tool_calls_columns(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:  # the turn table as schema v1 made it
+        conn.executescript("""
+            CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT);
+            INSERT INTO schema_version VALUES (1, 'x');
+            CREATE TABLE call (id VARCHAR(36) PRIMARY KEY, started_at TEXT, ended_at TEXT,
+              end_reason VARCHAR(64), user_agent TEXT, remote_addr VARCHAR(255),
+              voice_profile_id VARCHAR(36), settings TEXT, user_audio_path TEXT,
+              agent_audio_path TEXT, recording_deleted INTEGER, recording_bytes INTEGER);
+            CREATE TABLE turn (seq INTEGER PRIMARY KEY, id VARCHAR(36) UNIQUE,
+              call_id VARCHAR(36) REFERENCES call (id) ON DELETE CASCADE,
+              turn_index INTEGER, started_at TEXT, ended_at TEXT, user_text TEXT,
+              reply_text TEXT, spoken_text TEXT, interrupted INTEGER, cut_off INTEGER,
+              timings TEXT, user_audio_start_ms INTEGER, user_audio_end_ms INTEGER,
+              agent_audio_start_ms INTEGER, agent_audio_end_ms INTEGER);
+            INSERT INTO call (id, started_at, settings, recording_deleted, recording_bytes)
+              VALUES ('c1', '2025-03-01T12:00:00.000000+00:00', '{}', 0, 0);
+            INSERT INTO turn (id, call_id, turn_index, started_at, user_text, reply_text,
+              spoken_text, interrupted, cut_off, timings)
+              VALUES ('t1', 'c1', 0, '2025-03-01T12:00:00.000000+00:00', 'hi', 'Hello.',
+                      'Hello.', 0, 0, '{}');
+        """)
+    store = await Store.open(db_url(db_path))
+    try:
+        [old] = await store.turns("c1")
+        assert old.typed is False and old.tool_calls == []
+        calls = [{"id": "c0", "name": "clock", "arguments": {}, "result": {"time": "12:00"}}]
+        await store.save_turn(make_turn("c1", 1, user_text="What time is it?", typed=True,
+                                        tool_calls=calls))
+        new = (await store.turns("c1"))[1]
+        assert new.typed is True and new.tool_calls == calls
+    finally:
+        await store.close()

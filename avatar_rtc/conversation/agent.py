@@ -166,6 +166,25 @@ class Conversation:
             self._ahead.frame(probability)
         self._pending = pending[usable:].copy()
 
+    def type_text(self, text: str) -> None:
+        """A typed message (typed.py checked it): a user turn like a spoken one, that
+        takes the floor at once as a barge-in would."""
+        if self.state is ConversationState.CLOSED:
+            return
+        # What the user was saying, if anything, gives way to what they typed.
+        self._judge.cancel()
+        self._overlap.cancel()
+        self._overlap_pause = self._overlap_end = None
+        self._discard_tentative()
+        self._playout.unduck()
+        self._playout.user_spoke()
+        self._ahead.stop()
+        now = self._clock()
+        turn = Turn(audio=np.zeros(0, dtype=np.int16), speech_end_at=now, user_text=text,
+                    typed=True)
+        turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
+        self._commit(turn, now)  # interrupts the reply in progress
+
     def _on_event(self, event: Event) -> None:
         match event:
             case SpeechProbable():
@@ -310,12 +329,13 @@ class Conversation:
         """Publishes the user's words once the turn is both committed and transcribed."""
         if turn is self._tentative and "stt_end" in turn.marks:
             self._judge.heard(self._pause, turn.user_text)
-        if turn.announced or not turn.committed.is_set() or "stt_end" not in turn.marks:
+        if turn.announced or not turn.committed.is_set() or not turn.transcribed:
             return
         turn.announced = True
         if turn.user_text:
             self._number(turn)
-            self._emit(events.UserTranscript(turn=turn.index, text=turn.user_text))
+            self._emit(events.UserTranscript(turn=turn.index, text=turn.user_text,
+                                             typed=turn.typed))
 
     def _number(self, turn: Turn) -> None:
         if turn.index < 0:

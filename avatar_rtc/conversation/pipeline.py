@@ -89,15 +89,8 @@ class ReplyPipeline:
 
     async def _reply(self, turn: Turn) -> None:
         backends = self._backends
-        turn.mark("stt_start", self._clock())
-        # The user waits on it: before replies already playing. Every stage of the turn
-        # carries turn.wait, so it keeps the turn's place in line whichever model it reaches.
-        transcript = await backends.stt.transcribe(
-            turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
-        turn.user_text = as_said(transcript.text)
-        turn.mark("stt_end", self._clock())
-        self._judge(turn, transcript)
-        self._on_transcribed(turn)
+        if not turn.typed:  # a typed turn comes with its words
+            await self._transcribe(turn)
         if not turn.user_text:
             return
         messages = self._history.messages(self._system_prompt, turn.user_text)
@@ -136,6 +129,17 @@ class ReplyPipeline:
                      "sentence is not spoken", turn.id)
         if guards.keeps_what_was_said(cut_short=cut_short, speaker_tag=chunker.speaker_tag):
             turn.reply_text = turn.chunk_text
+
+    async def _transcribe(self, turn: Turn) -> None:
+        turn.mark("stt_start", self._clock())
+        # The user waits on it: before replies already playing. Every stage of the turn
+        # carries turn.wait, so it keeps the turn's place in line whichever model it reaches.
+        transcript = await self._backends.stt.transcribe(
+            turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
+        turn.user_text = as_said(transcript.text)
+        turn.mark("stt_end", self._clock())
+        self._judge(turn, transcript)
+        self._on_transcribed(turn)
 
     def _judge(self, turn: Turn, transcript: Transcript) -> None:
         """An utterance that is the room (noise, a TV), not the caller, loses its words:

@@ -43,6 +43,7 @@ class Turn:
     # The user waits from the moment the turn starts; its reply's audio sets `due`.
     wait: UserWait = field(default_factory=lambda: UserWait(time.monotonic()))
     user_text: str = ""
+    typed: bool = False  # the user typed user_text (no audio, no transcript)
     # Why the utterance was not taken as the caller's (noise.py: "no_speech", ...): the
     # turn then has no user_text, so it gets no reply and is not stored.
     rejected: str = ""
@@ -57,6 +58,11 @@ class Turn:
     announced: bool = False
     finished: bool = False
     task: asyncio.Task[None] | None = None
+
+    @property
+    def transcribed(self) -> bool:
+        """Whether user_text is known: typed, or the transcript is done."""
+        return self.typed or "stt_end" in self.marks
 
     @property
     def chunk_text(self) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
+import playhouse.migrate
 
 from .codec import time_to_db
 from .errors import SchemaTooNewError
-from .models import TABLES, SchemaVersion
+from .models import TABLES, SchemaVersion, Turn
 from .records import utc_now
 from .search import ensure_fts
 
@@ -24,7 +25,17 @@ def _v1_initial(db: peewee.Database) -> None:
     db.create_tables(list(TABLES), safe=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_typed_turns_and_tool_calls(db: peewee.Database) -> None:
+    # A database made by v1 of this code lacks the columns; one made since has them.
+    have = {column.name for column in db.get_columns(Turn._meta.table_name)}
+    migrator = playhouse.migrate.SchemaMigrator.from_database(db)
+    operations = [migrator.add_column(Turn._meta.table_name, name, getattr(Turn, name))
+                  for name in ("typed", "tool_calls") if name not in have]
+    if operations:
+        playhouse.migrate.migrate(*operations)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_typed_turns_and_tool_calls)
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,8 @@ import peewee
 from . import search
 from .codec import (
     json_from_db,
+    json_list_from_db,
+    json_list_to_db,
     json_to_db,
     opt_time_from_db,
     opt_time_to_db,
@@ -156,6 +158,8 @@ def _turn_row(turn: TurnRecord) -> dict[str, Any]:
         "user_audio_end_ms": turn.user_audio_end_ms,
         "agent_audio_start_ms": turn.agent_audio_start_ms,
         "agent_audio_end_ms": turn.agent_audio_end_ms,
+        "typed": turn.typed,
+        "tool_calls": json_list_to_db(turn.tool_calls),
     }
 
 
@@ -176,6 +180,8 @@ def _turn_record(row: Turn) -> TurnRecord:
         user_audio_end_ms=row.user_audio_end_ms,
         agent_audio_start_ms=row.agent_audio_start_ms,
         agent_audio_end_ms=row.agent_audio_end_ms,
+        typed=bool(row.typed),
+        tool_calls=json_list_from_db(row.tool_calls),
     )
 
 
@@ -193,6 +199,8 @@ _TURN_UPDATABLE = [
     Turn.user_audio_end_ms,
     Turn.agent_audio_start_ms,
     Turn.agent_audio_end_ms,
+    Turn.typed,
+    Turn.tool_calls,
 ]
 
 
