@@ -13,11 +13,17 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.base import (
+    CUT_SHORT,
+    BackendError,
+    ChatMessage,
+    ToolSpec,
+    backend_errors,
+)
 from avatar_rtc.backends.chat_prompt import ChatPrompt, Conversation, conversation_of
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.cpu_turns import CpuTurns
@@ -254,7 +260,7 @@ class LlamaCppLlm:
 
     async def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
-        priority: Priority | None = None,
+        priority: Priority | None = None, tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[str]:
         slot: list[KvContext] = []  # the context, once the model thread picked one
         with backend_errors("llm"):

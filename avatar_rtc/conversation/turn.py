@@ -12,6 +12,7 @@ from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.priority import UserWait
 from avatar_rtc.conversation.playout import SpokenChunk
+from avatar_rtc.conversation.tool_use import ToolUse
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).
 STAGES = (
@@ -51,6 +52,7 @@ class Turn:
     spoken_text: str = ""  # set when the turn ends: what was really played out
     chunks: list[SpokenChunk] = field(default_factory=list)
     backchannels: list[str] = field(default_factory=list)  # said over the reply
+    tool_uses: list[ToolUse] = field(default_factory=list)  # the tools the reply called
     marks: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     cut_off: bool = False
