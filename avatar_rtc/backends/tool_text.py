@@ -3,9 +3,10 @@ structured `tool_calls`.
 
 Qwen2.5 and other Hermes-style templates ask for `<tool_call>{"name": ..., "arguments":
 {...}}</tool_call>`. `<tool_call>` is one special token, which a server's detokenizer
-drops, so the reply may also be the bare JSON object (one per call). A reply that starts
-with either is held back whole and parsed at its end; text before a `<tool_call>` is
-spoken as usual.
+drops, so the reply may also be the bare JSON object (one per call), or that in a
+Markdown code block. A reply that starts with any of these is held back whole and parsed
+at its end (not a call after all: it is said); text before a `<tool_call>` is spoken as
+usual.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ToolCallText:
         head = self._held.lstrip()
         if not head:
             return ""
-        if head.startswith("{") or head.startswith(OPEN):
+        if head.startswith(("{", "`", OPEN)):
             self._calls_started = True
             return ""
         at = self._held.find(OPEN)
@@ -66,6 +67,8 @@ def parse_calls(text: str) -> tuple[ToolCall, ...]:
     """The calls in `text`: JSON objects with a "name", one after another, each maybe
     inside <tool_call> tags; none if anything else is there."""
     rest = text.replace(OPEN, " ").replace(CLOSE, " ").strip()
+    if rest.startswith("```"):  # a code block: ```json ... ```
+        rest = rest.removeprefix("```").removeprefix("json").removesuffix("```").strip()
     decoder = json.JSONDecoder()
     calls: list[ToolCall] = []
     while rest:
