@@ -171,7 +171,10 @@ class ReplyPipeline:
             turn.reply_text = turn.chunk_text
         if cut_short:
             return None
-        return turn.reply_text[before:], calls
+        said = turn.reply_text[before:]
+        if calls and turn.reply_text and not turn.reply_text[-1].isspace():
+            turn.reply_text += " "  # the answer after the calls is a new sentence
+        return said, calls
 
     async def _use_tools(self, turn: Turn, calls: tuple[ToolCall, ...],
                          said: str) -> list[ChatMessage]:
