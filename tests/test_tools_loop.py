@@ -54,7 +54,7 @@ async def test_a_tool_call_is_run_with_a_filler_and_answered_from_its_result() -
 
 async def test_the_last_round_offers_no_tools_so_the_model_must_answer() -> None:
     runner = FakeRunner()
-    llm = ToolLlm(script=[(call(id="a"),), (call(id="b"),), "Done."])
+    llm = ToolLlm(script=[(call(id="a"),), (call(id="b", arguments='{"zone": "UTC"}'),), "Done."])
     async with harness(with_tools(runner, max_rounds=2, filler=""),  # type: ignore[arg-type]
                        llm=llm) as h:
         h.conversation.type_text("Time?")
@@ -122,3 +122,29 @@ async def test_a_result_that_came_before_the_barge_in_stays_in_the_history() -> 
     assert use.result == '{"time": "12:00"}' and len(runner.runs) == 1
     roles = [m.role for m in llm.requests[-1]]
     assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+
+
+async def test_a_model_repeating_a_call_gets_its_result_and_must_answer() -> None:
+    runner = FakeRunner()
+    # The same call under new ids, as a small model that forgets its result asks it.
+    llm = ToolLlm(script=[(call(id="a"),), (call(id="b"),), "It is noon."])
+    async with harness(with_tools(runner), llm=llm) as h:  # type: ignore[arg-type]
+        h.conversation.type_text("What time is it?")
+        await h.wait_for("turn_end")
+    assert [c.id for c in runner.runs] == ["a"]  # run once
+    assert [bool(o) for o in llm.offered] == [True, True, False]  # then no more tools
+    answer = llm.requests[2][-1]
+    assert (answer.role, answer.tool_call_id) == ("tool", "b")  # b answered from a's run
+    assert h.of_type("turn_end")[0]["reply_text"].strip() == "It is noon."
+
+
+async def test_a_call_written_when_no_tools_were_offered_is_not_said() -> None:
+    runner = FakeRunner()
+    llm = ToolLlm(script=[(call(),), '{"name": "clock", "arguments": {}}'])
+    tts = FakeTts()
+    async with harness(with_tools(runner, max_rounds=1), llm=llm,  # type: ignore[arg-type]
+                       tts=tts) as h:
+        h.conversation.type_text("What time is it?")
+        await h.wait_for("turn_end")
+    assert tts.texts == ["One moment."]  # the JSON was not read out
+    assert h.of_type("turn_end")[0]["reply_text"].strip() == ""

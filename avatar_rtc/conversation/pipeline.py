@@ -27,6 +27,7 @@ from avatar_rtc.backends.base import (
 )
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.backends.tool_text import ToolCallText
 from avatar_rtc.conversation import guards
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
@@ -113,16 +114,24 @@ class ReplyPipeline:
             return
         messages = self._history.messages(self._system_prompt, turn.user_text)
         rounds = self._tools.max_rounds if self._tools is not None else 0
+        offer = self._tools.runner.specs if self._tools is not None else ()
         for round_ in range(rounds + 1):
-            # The last round offers no tools: the model must answer.
-            offer = self._tools.runner.specs if self._tools and round_ < rounds else ()
+            if round_ == rounds:
+                offer = ()  # the last round offers no tools: the model must answer
             reply = await self._generate(turn, messages, offer)
             if reply is None:
                 return  # the reply ended early; the history keeps what was said
             said, calls = reply
             if not calls:
                 return
+            ran = len(turn.tool_uses)
             messages = [*messages, *await self._use_tools(turn, calls, said)]
+            if len(turn.tool_uses) == ran:
+                # Only calls it had made already: a small model going round in
+                # circles. It answers from the results it has.
+                log.info("turn %s: the model repeats its tool calls; it must answer",
+                         turn.id)
+                offer = ()
 
     async def _generate(self, turn: Turn, messages: list[ChatMessage],
                         tools: Sequence[ToolSpec]) -> tuple[str, tuple[ToolCall, ...]] | None:
@@ -131,6 +140,9 @@ class ReplyPipeline:
         chunker = SentenceChunker(self._chunker)
         before = len(turn.reply_text)
         extra = {"tools": tools} if tools else {}  # a model without tools need not take them
+        # Offered none in this turn's last round, a model may write a call as text
+        # anyway: never read out.
+        unasked = ToolCallText() if self._tools is not None and not tools else None
         tokens = self._backends.llm.stream(messages, turn.gate, session=self._session,
                                            priority=Priority(wait=turn.wait), **extra)
         cut_short = False
@@ -143,6 +155,10 @@ class ReplyPipeline:
                 if isinstance(delta, ToolCalls):
                     calls = delta.calls
                     continue
+                if unasked is not None:
+                    delta = unasked.push(delta)
+                    if not delta:
+                        continue
                 turn.mark("llm_first_token", self._clock())
                 if (loop := guards.loop_start(turn.reply_text + delta)) is not None:
                     log.info("turn %s: the reply repeats %r over and over; cut there",
@@ -161,6 +177,15 @@ class ReplyPipeline:
                     break  # closing the stream stops generation
         finally:
             await tokens.aclose()  # type: ignore[attr-defined]
+        if unasked is not None and not cut_short:
+            rest, ignored = unasked.finish()
+            if ignored:
+                log.info("turn %s: the model called %s when offered no tools; not said",
+                         turn.id, ", ".join(c.name for c in ignored))
+            turn.reply_text += rest
+            for text in chunker.push(rest):
+                if not await self._say(turn, text):
+                    return None
         for text in chunker.flush(drop_fragment=cut_short):
             if not await self._say(turn, text):
                 return None
@@ -199,10 +224,15 @@ class ReplyPipeline:
     async def _run_tool(self, turn: Turn, call: ToolCall) -> ToolUse:
         assert self._tools is not None
         for use in turn.tool_uses:
-            if use.call.id == call.id and use.finished:
-                log.info("turn %s: tool call %s asked again; its result is reused",
-                         turn.id, call.id)
-                return use  # never run twice
+            # Never run twice: the same id, or the same call again in this turn (a
+            # model that forgot its result must not place an order twice).
+            if use.finished and (use.call.id == call.id or (
+                    use.call.name, use.call.arguments) == (call.name, call.arguments)):
+                log.info("turn %s: tool call %s(%s) asked again; its result is reused",
+                         turn.id, call.name, call.arguments)
+                if use.call.id == call.id:
+                    return use
+                return ToolUse(call, use.state, use.result)  # answered under its own id
         use = ToolUse(call)
         turn.tool_uses.append(use)
         log.info("turn %s: tool %s(%s)", turn.id, call.name, call.arguments)
