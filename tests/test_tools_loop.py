@@ -133,8 +133,13 @@ async def test_a_model_repeating_a_call_gets_its_result_and_must_answer() -> Non
         await h.wait_for("turn_end")
     assert [c.id for c in runner.runs] == ["a"]  # run once
     assert [bool(o) for o in llm.offered] == [True, True, False]  # then no more tools
-    answer = llm.requests[2][-1]
-    assert (answer.role, answer.tool_call_id) == ("tool", "b")  # b answered from a's run
+    answer = llm.requests[1][-1]
+    assert (answer.role, answer.tool_call_id) == ("tool", "a")
+    # Made to answer, it reads the results as a note in the user's message.
+    assert [m.role for m in llm.requests[2]] == ["system", "user"]
+    assert llm.requests[2][-1].content == (
+        'What time is it?\n\n(Tool results: clock returned {"time": "12:00"}; clock returned '
+        '{"time": "12:00"}. Answer from them, in words.)')
     assert h.of_type("turn_end")[0]["reply_text"].strip() == "It is noon."
 
 

@@ -41,6 +41,7 @@ from avatar_rtc.conversation.tool_use import (
     ToolState,
     ToolUse,
     error_result,
+    results_in_words,
     tool_messages,
 )
 from avatar_rtc.conversation.turn import Turn
@@ -115,9 +116,12 @@ class ReplyPipeline:
         messages = self._history.messages(self._system_prompt, turn.user_text)
         rounds = self._tools.max_rounds if self._tools is not None else 0
         offer = self._tools.runner.specs if self._tools is not None else ()
+        user_at = len(messages) - 1
         for round_ in range(rounds + 1):
             if round_ == rounds:
                 offer = ()  # the last round offers no tools: the model must answer
+            if not offer and turn.tool_uses:
+                messages = results_in_words(messages, user_at)
             reply = await self._generate(turn, messages, offer)
             if reply is None:
                 return  # the reply ended early; the history keeps what was said

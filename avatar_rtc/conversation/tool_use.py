@@ -72,6 +72,21 @@ def tool_messages(uses: Sequence[ToolUse], text: str = "") -> list[ChatMessage]:
             *(ChatMessage("tool", u.result, tool_call_id=u.call.id) for u in done)]
 
 
+def results_in_words(messages: list[ChatMessage], user_at: int) -> list[ChatMessage]:
+    """The turn's calls and results (after its user message, at `user_at`) folded into
+    that message as a note, for the round where the model must answer: a small model
+    that kept calling reads a note better than tool messages."""
+    calls = {c.id: c for m in messages[user_at + 1:] for c in m.tool_calls}
+    notes = [f"{calls[m.tool_call_id].name} returned {m.content}"
+             for m in messages[user_at + 1:]
+             if m.role == "tool" and m.tool_call_id in calls]
+    if not notes:
+        return messages
+    user = messages[user_at]
+    note = f"{user.content}\n\n(Tool results: {'; '.join(notes)}. Answer from them, in words.)"
+    return [*messages[:user_at], ChatMessage("user", note)]
+
+
 @dataclass(frozen=True)
 class ToolsConfig:
     runner: ToolRunner
