@@ -10,6 +10,7 @@ import pytest
 
 from avatar_rtc.backends.base import ChatMessage, ToolCall, ToolCalls, ToolSpec
 from avatar_rtc.backends.llm_llamacpp import LlamaCppLlm
+from avatar_rtc.conversation.tool_use import results_in_words
 from avatar_rtc.settings import DEFAULT_SYSTEM_PROMPT
 from tests.qwen_model import missing, qwen_gguf
 
@@ -31,12 +32,16 @@ async def test_qwen_calls_a_tool_and_answers_from_its_result() -> None:
         assert "".join(deltas) == ""  # the call is not said
         [call] = next(d for d in deltas if isinstance(d, ToolCalls)).calls
         assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
-        # Its result, through the template's own tool messages.
+        # Its result goes back through the template's own tool messages...
         answered = [*QUESTION, ChatMessage("assistant", "", tool_calls=(call,)),
                     ChatMessage("tool", '{"sky": "sunny", "celsius": 21}',
                                 tool_call_id=call.id)]
-        answer = "".join([d async for d in llm.stream(answered, session="s",
-                                                      tools=[WEATHER])])
+        prompt = llm.prompt_text(answered, [WEATHER])
+        assert '<tool_response>\n{"sky": "sunny", "celsius": 21}\n</tool_response>' in prompt
+        assert '{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
+        # ... and, made to answer, the model reads it as a note (tool_use.py).
+        answer = "".join([d async for d in llm.stream(results_in_words(answered, 1),
+                                                      session="s")])
     finally:
         await llm.aclose()
     assert "sunny" in answer.lower() or "21" in answer, answer

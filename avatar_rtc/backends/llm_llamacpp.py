@@ -109,6 +109,12 @@ class LlamaCppLlm:
         """The tokens of the prompt for the reply to `messages`, as `stream` renders it."""
         return self._prompter.render(self._vocab, conversation_of(messages))[0]
 
+    def prompt_text(self, messages: list[ChatMessage],
+                      tools: Sequence[ToolSpec] = ()) -> str:
+        """The prompt for the reply to `messages`, as text (for inspection)."""
+        tokens = self._prompter.render(self._vocab, conversation_of(messages), tools)[0]
+        return str(self._vocab.detokenize(tokens, special=True).decode("utf-8", "replace"))
+
     def prefill_prompt(self, messages: list[ChatMessage], user_prefix: str = "") -> list[int]:
         """The tokens `prefill` evaluates: the prompt up to the next user message's
         first `user_prefix`."""
