@@ -44,8 +44,9 @@ def test_plain_text_streams_through_unchanged() -> None:
     assert "".join(pieces).startswith("It is sunny")  # said as it comes, not at the end
 
 
-def test_json_that_is_not_a_call_is_said() -> None:
-    assert split('{"temperature": 21}') == ('{"temperature": 21}', [])
+def test_json_that_is_not_a_call_is_not_said() -> None:
+    assert split('{"temperature": 21}') == ("", [])
+    assert split('{"name": "get weather", "arguments": "{\\"ci') == ("", [])  # cut short
     assert parse_calls('{"name": "a", "arguments": 3}') == ()
     assert parse_calls('{"name": "a"} trailing words') == ()
     ids = {c.id for c in parse_calls('{"name": "a"}\n{"name": "a"}')}

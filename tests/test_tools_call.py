@@ -93,6 +93,19 @@ async def tool_server() -> AsyncIterator[ToolServer]:
     await runner.cleanup()
 
 
+async def ask(server: LiveServer, tool_server: ToolServer,
+              question: str) -> tuple[dict[str, Any], list[str]]:
+    """A call with one typed question: its turn_end, and the agent's texts."""
+    async with Caller(server.url) as caller:
+        try:
+            await caller.type_text(question)
+            end = await caller.wait_event("turn_end", timeout_s=240)
+        except TimeoutError:
+            pytest.fail(f"no turn_end: events {[e for _, e in caller.events]}, "
+                        f"tools asked {tool_server.asked}")
+        return end, [e["text"] for _, e in caller.events if e["type"] == "agent_text"]
+
+
 async def test_the_model_calls_a_tool_through_the_openai_compatible_api(
     qwen_server: str,
 ) -> None:
@@ -122,16 +135,10 @@ async def test_a_call_answers_from_a_local_http_tool(
     server = start_server(llm__tools=tools)
     server.state.backends = replace(
         real_backends, llm=OpenAiLlm(qwen_server, max_tokens=60, temperature=0.0))
-    async with Caller(server.url) as caller:
-        try:
-            await caller.type_text("What time is it?")
-            first = await caller.wait_event("turn_end", timeout_s=240)
-            await caller.type_text("What's the weather in Paris?")
-            second = await caller.wait_event("turn_end", turn=1, timeout_s=240)
-        except TimeoutError:
-            pytest.fail(f"no turn_end: events {[e for _, e in caller.events]}, "
-                        f"tools asked {tool_server.asked}")
-        said = [e["text"] for _, e in caller.events if e["type"] == "agent_text"]
+    # One question a call: a 0.5B model that used a tool in the history tends to answer
+    # the next question without one.
+    first, said = await ask(server, tool_server, "What time is it?")
+    second, _ = await ask(server, tool_server, "What's the weather in Paris?")
     assert "One moment." in said  # the filler, while the tool ran
     assert "14:05" in first["reply_text"] or "2:05" in first["reply_text"], first
     assert "sunny" in second["reply_text"].lower() or "21" in second["reply_text"], second

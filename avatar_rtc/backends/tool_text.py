@@ -5,8 +5,8 @@ Qwen2.5 and other Hermes-style templates ask for `<tool_call>{"name": ..., "argu
 {...}}</tool_call>`. `<tool_call>` is one special token, which a server's detokenizer
 drops, so the reply may also be the bare JSON object (one per call), or that in a
 Markdown code block. A reply that starts with any of these is held back whole and parsed
-at its end (not a call after all: it is said); text before a `<tool_call>` is spoken as
-usual.
+at its end (not a call after all: it is dropped, as no voice reply starts so); text
+before a `<tool_call>` is spoken as usual.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class ToolCallText:
         held, self._held = self._held, ""
         if not self._calls_started:
             return held, ()
-        calls = parse_calls(held)
-        return ("", calls) if calls else (held, ())
+        # JSON or a code block that is no call (cut short, a name of its own making):
+        # never read out.
+        return "", parse_calls(held)
 
 
 def parse_calls(text: str) -> tuple[ToolCall, ...]:

@@ -126,6 +126,10 @@ class ReplyPipeline:
             if reply is None:
                 return  # the reply ended early; the history keeps what was said
             said, calls = reply
+            if not calls and offer and turn.tool_uses and not said.strip():
+                # Nothing said and no call read (a garbled one): it answers from a note.
+                offer = ()
+                continue
             if not calls:
                 return
             ran = len(turn.tool_uses)
