@@ -14,6 +14,7 @@ from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation import events
 from avatar_rtc.conversation.agent import Conversation, ConversationConfig
 from avatar_rtc.conversation.turn import Turn
+from avatar_rtc.conversation.typed import MessageError, parse_message
 from media import InboundAudio, PacedAudioTrack
 from media.echo import EchoCanceller
 from media.recorder import CallRecorder, RecordingResult
@@ -111,13 +112,28 @@ class Call:
             flush()
         else:
             channel.on("open", flush)
+        channel.on("message", self._on_message)
+
+    def _on_message(self, raw: str | bytes) -> None:
+        """A message from the page (typed.py): a typed turn, or an `error` back."""
+        try:
+            message = parse_message(raw)
+        except MessageError as exc:
+            log.info("call %s: message refused: %s", self.id, exc)
+            # The page's mistake, not the server's: not counted as an error.
+            self._deliver(events.Error(message=f"message: {exc}").to_json())
+            return
+        self.peer.touch()  # typing is activity, as talking is
+        self.conversation.type_text(message.text)
 
     def send_event(self, event: events.Event) -> None:
         if isinstance(event, _ACTIVITY_EVENTS):
             self.peer.touch()
         if isinstance(event, events.Error) and self._on_error is not None:
             self._on_error(self, event.message)
-        message = event.to_json()
+        self._deliver(event.to_json())
+
+    def _deliver(self, message: str) -> None:
         channel = self._channel
         if channel is not None and channel.readyState == "open":
             # Once the peer is gone, a send would only fail later in aiortc's SCTP task.

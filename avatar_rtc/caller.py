@@ -25,6 +25,7 @@ import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -171,6 +172,7 @@ class Caller:
         self.last_audible_at: float | None = None  # the latest audible agent frame
         self.audio: list[Pcm] = []  # what the agent said, 16 kHz mono
         self._reader: asyncio.Task[None] | None = None
+        self._channel: RTCDataChannel | None = None
         self._event_signal = asyncio.Event()
         self._frame_signal = asyncio.Event()
 
@@ -184,7 +186,7 @@ class Caller:
     async def connect(self, timeout_s: float = 20.0) -> None:
         pc = self.pc
         pc.addTrack(self.mic)
-        channel = pc.createDataChannel("events")
+        channel = self._channel = pc.createDataChannel("events")
 
         @channel.on("message")
         def on_message(message: Any) -> None:
@@ -264,6 +266,23 @@ class Caller:
     def say(self, pcm: Pcm, rate: int) -> Utterance:
         self.check_live()
         return self.mic.say(pcm, rate)
+
+    async def type_text(self, text: str) -> float:
+        """Sends a typed message (docs/protocol.md); returns when it was sent."""
+        return await self.send_raw(json.dumps({"type": "text", "text": text}))
+
+    async def send_raw(self, message: str | bytes) -> float:
+        """Sends one message on the "events" channel as it is, once the channel is open."""
+        self.check_live()
+        channel = self._channel
+        if channel is None:
+            raise CallerError("not connected")
+        async with asyncio.timeout(10):
+            while channel.readyState != "open":
+                self.check_live()
+                await asyncio.sleep(0.02)
+        channel.send(message)
+        return time.monotonic()
 
     def _over(self) -> None:
         """The call is over: every wait wakes (and raises), and the utterances still

@@ -19,6 +19,7 @@ from avatar_rtc.conversation.chunker import ChunkerConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
 from avatar_rtc.conversation.noise import NoiseConfig
 from avatar_rtc.conversation.overlap import OverlapConfig
+from avatar_rtc.conversation.tool_use import ToolsConfig
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.conversation.turn_end import TurnEndConfig
 from avatar_rtc.errors import AvatarError
@@ -27,6 +28,7 @@ from avatar_rtc.persist import turn_record
 from avatar_rtc.settings import EchoSettings, Settings, as_dict
 from avatar_rtc.state import AppState
 from avatar_rtc.storage import CallRecord, utc_now
+from avatar_rtc.tools import Toolbox
 from avatar_rtc.voices import VoiceError, voice_named
 from media.echo import EchoCanceller
 from signaling.negotiate import answer_offer
@@ -75,6 +77,8 @@ def conversation_config(s: Settings) -> ConversationConfig:
                                incomplete_threshold=s.turn.incomplete_threshold,
                                text_cues=s.turn.text_cues),
         noise=NoiseConfig.from_settings(s.noise),
+        tools=ToolsConfig(Toolbox(s.llm.tools), filler=s.llm.tool_filler,
+                          max_rounds=s.llm.max_tool_rounds) if s.llm.tools else None,
         overlap=OverlapConfig(enabled=s.turn.backchannels, max_ms=s.turn.overlap_max_ms,
                               duck_db=s.turn.duck_db),
         chunker=ChunkerConfig(

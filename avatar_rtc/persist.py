@@ -14,17 +14,17 @@ OffsetFn = Callable[[float, str], int]
 
 def turn_record(call_id: str, turn: Turn, offset_ms: OffsetFn | None = None) -> TurnRecord:
     """The stored form of ``turn``; with ``offset_ms``, where it sits in the recording."""
-    offsets: dict[str, int | None] = {}
+    user_start = user_end = agent_start = agent_end = None
     if offset_ms is not None:
-        # The end is a moment the server saw; the start is the end less the audio the
-        # turn holds (preroll included), which is contiguous in the recording.
-        end = offset_ms(turn.speech_end_at, "user")
-        offsets["user_audio_start_ms"] = max(0, end - round(len(turn.audio) * 1000 / AUDIO_RATE))
-        offsets["user_audio_end_ms"] = end
+        if not turn.typed:  # a typed turn has no audio of the user
+            # The end is a moment the server saw; the start is the end less the audio
+            # the turn holds (preroll included), which is contiguous in the recording.
+            user_end = offset_ms(turn.speech_end_at, "user")
+            user_start = max(0, user_end - round(len(turn.audio) * 1000 / AUDIO_RATE))
         first, last = turn.marks.get("first_audio_sent"), turn.marks.get("last_audio_sent")
         if first is not None and last is not None:
-            offsets["agent_audio_start_ms"] = offset_ms(first, "agent")
-            offsets["agent_audio_end_ms"] = offset_ms(last, "agent")
+            agent_start = offset_ms(first, "agent")
+            agent_end = offset_ms(last, "agent")
     return TurnRecord(
         id=turn.id,
         call_id=call_id,
@@ -37,5 +37,10 @@ def turn_record(call_id: str, turn: Turn, offset_ms: OffsetFn | None = None) -> 
         interrupted=turn.interrupted,
         cut_off=turn.cut_off,
         timings=turn.timings_ms(),
-        **offsets,
+        user_audio_start_ms=user_start,
+        user_audio_end_ms=user_end,
+        agent_audio_start_ms=agent_start,
+        agent_audio_end_ms=agent_end,
+        typed=turn.typed,
+        tool_calls=[use.record() for use in turn.tool_uses],
     )

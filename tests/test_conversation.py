@@ -25,7 +25,7 @@ async def test_a_turn_flows_through_every_stage() -> None:
         assert end["interrupted"] is False
         assert end["spoken_text"] == "The first sentence is here. And here is a second one."
         assert h.of_type("user_transcript") == [
-            {"type": "user_transcript", "turn": 0, "text": "Hello there"}
+            {"type": "user_transcript", "turn": 0, "text": "Hello there", "typed": False}
         ]
         states = [e["state"] for e in h.of_type("state")]
         assert states == ["thinking", "speaking", "listening"]

@@ -16,7 +16,7 @@ from avatar_rtc.conversation.events import ConversationState
     (events.State(state=ConversationState.THINKING), {"type": "state", "state": "thinking"}),
     (events.Vad(speaking=True), {"type": "vad", "speaking": True}),
     (events.UserTranscript(turn=0, text="Hello there"),
-     {"type": "user_transcript", "turn": 0, "text": "Hello there"}),
+     {"type": "user_transcript", "turn": 0, "text": "Hello there", "typed": False}),
     (events.AgentText(turn=1, text="Paris."), {"type": "agent_text", "turn": 1, "text": "Paris."}),
     (events.TurnEnd(turn=2, interrupted=True, spoken_text="Tea is", reply_text="Tea is hot."),
      {"type": "turn_end", "turn": 2, "interrupted": True, "spoken_text": "Tea is",

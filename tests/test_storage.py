@@ -272,10 +272,10 @@ def _columns(url: str, table: str) -> list[str]:
 async def test_migrations_idempotent(database_url: str) -> None:
     for _ in range(3):
         store = await Store.open(database_url)
-        assert store.schema_version == LATEST_VERSION == 2
+        assert store.schema_version == LATEST_VERSION
         assert store.search_uses_fts
         await store.close()
-    assert _versions(database_url) == [1, 2]
+    assert _versions(database_url) == list(range(1, LATEST_VERSION + 1))
     if database_url.startswith("sqlite"):
         names = {n for (n,) in sql_rows(database_url,
                                         "SELECT name FROM sqlite_master WHERE type='table'")}
@@ -302,7 +302,7 @@ async def test_schema_too_new_is_a_clear_error(database_url: str) -> None:
     sql_rows(database_url, "INSERT INTO schema_version (version, applied_at) VALUES (7, 'x')")
     with pytest.raises(SchemaTooNewError, match="version 7"):
         await Store.open(database_url)
-    assert _versions(database_url) == [1, 2, 7]
+    assert _versions(database_url) == [*range(1, LATEST_VERSION + 1), 7]
 
 
 async def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
@@ -313,7 +313,7 @@ async def test_servers_starting_together_migrate_once(postgres_url: str) -> None
     finally:
         for opened in stores:
             await opened.close()
-    assert _versions(postgres_url) == [1, 2]
+    assert _versions(postgres_url) == list(range(1, LATEST_VERSION + 1))
 
 
 async def test_postgresql_refusals_are_precise(pg_server: PgServer) -> None:
@@ -732,7 +732,7 @@ async def test_a_postgresql_database_of_version_1_gains_the_search_index(
     await asyncio.to_thread(at_version_1)
     store = await Store.open(postgres_url)
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_VERSION
         assert await _ids(store, "zeppelin") == {turn.id}
     finally:
         await store.close()
@@ -769,5 +769,40 @@ async def test_a_dropped_postgresql_connection_is_replaced_between_transactions(
         second = make_call()
         await store.create_call(second)
         assert (await store.list_calls())[1] == 2
+    finally:
+        await store.close()
+
+
+async def test_a_v1_database_gains_the_typed_and_tool_calls_columns(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:  # the turn table as schema v1 made it
+        conn.executescript("""
+            CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT);
+            INSERT INTO schema_version VALUES (1, 'x');
+            CREATE TABLE call (id VARCHAR(36) PRIMARY KEY, started_at TEXT, ended_at TEXT,
+              end_reason VARCHAR(64), user_agent TEXT, remote_addr VARCHAR(255),
+              voice_profile_id VARCHAR(36), settings TEXT, user_audio_path TEXT,
+              agent_audio_path TEXT, recording_deleted INTEGER, recording_bytes INTEGER);
+            CREATE TABLE turn (seq INTEGER PRIMARY KEY, id VARCHAR(36) UNIQUE,
+              call_id VARCHAR(36) REFERENCES call (id) ON DELETE CASCADE,
+              turn_index INTEGER, started_at TEXT, ended_at TEXT, user_text TEXT,
+              reply_text TEXT, spoken_text TEXT, interrupted INTEGER, cut_off INTEGER,
+              timings TEXT, user_audio_start_ms INTEGER, user_audio_end_ms INTEGER,
+              agent_audio_start_ms INTEGER, agent_audio_end_ms INTEGER);
+            INSERT INTO call (id, started_at, settings, recording_deleted, recording_bytes)
+              VALUES ('c1', '2025-03-01T12:00:00.000000+00:00', '{}', 0, 0);
+            INSERT INTO turn (id, call_id, turn_index, started_at, user_text, reply_text,
+              spoken_text, interrupted, cut_off, timings)
+              VALUES ('t1', 'c1', 0, '2025-03-01T12:00:00.000000+00:00', 'hi', 'Hello.',
+                      'Hello.', 0, 0, '{}');
+        """)
+    store = await Store.open(db_url(db_path))
+    try:
+        [old] = await store.turns("c1")
+        assert old.typed is False and old.tool_calls == []
+        calls = [{"id": "c0", "name": "clock", "arguments": {}, "result": {"time": "12:00"}}]
+        await store.save_turn(make_turn("c1", 1, user_text="What time is it?", typed=True,
+                                        tool_calls=calls))
+        new = (await store.turns("c1"))[1]
+        assert new.typed is True and new.tool_calls == calls
     finally:
         await store.close()

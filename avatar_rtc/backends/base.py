@@ -7,7 +7,7 @@ real models built by `avatar_rtc.backends.registry`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -67,13 +67,46 @@ class Voice:
 
 
 @dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: its name, what it does, and its arguments as a
+    JSON schema (an object)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asked for a tool; `arguments` is JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message that called tools
+    tool_call_id: str = ""  # a tool message: the result of this call
 
 
 class CutShort(str):
     """The type of CUT_SHORT."""
+
+
+class ToolCalls(str):
+    """Yielded last, as an empty delta, by a LanguageModel asked with `tools` whose
+    reply calls them: `calls`, in order. Text before it was said before the calls."""
+
+    calls: tuple[ToolCall, ...]
+
+    def __new__(cls, calls: tuple[ToolCall, ...]) -> ToolCalls:
+        marker = super().__new__(cls, "")
+        marker.calls = calls
+        return marker
 
 
 CUT_SHORT = CutShort()
@@ -146,9 +179,11 @@ class LanguageModel(Protocol):
 
     def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
-        priority: Priority | None = None,
+        priority: Priority | None = None, tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[str]:
-        """Yields text deltas, then CUT_SHORT if the reply hit the token limit. Closing
+        """Yields text deltas, then CUT_SHORT if the reply hit the token limit, or
+        ToolCalls if it called some of `tools` (passed only when there are any: a model
+        without tool support need not take the argument). Closing
         the iterator early (aclose or task cancellation) must stop generation on the
         backend. A local model waits at `gate` between tokens while it is held.
         `session` names the conversation (the call): a local model keeps each one's

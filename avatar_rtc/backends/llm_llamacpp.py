@@ -13,11 +13,18 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.base import (
+    CUT_SHORT,
+    BackendError,
+    ChatMessage,
+    ToolCalls,
+    ToolSpec,
+    backend_errors,
+)
 from avatar_rtc.backends.chat_prompt import ChatPrompt, Conversation, conversation_of
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.cpu_turns import CpuTurns
@@ -26,6 +33,7 @@ from avatar_rtc.backends.llm_packages import model_file, packaged
 from avatar_rtc.backends.model_thread import ModelThread
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.thread_choice import ThreadChoice
+from avatar_rtc.backends.tool_text import ToolCallText
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,8 @@ class LlamaCppLlm:
         self._thread = ModelThread("llm", urgent_items=URGENT_TOKENS, cpu=cpu)
         self._lock = threading.Lock()
         self._ended: set[str] = set()  # sessions released (their calls ended)
+        self._offered: dict[str, tuple[ToolSpec, ...]] = {}  # session -> its tools
+        self._told_no_tools = False
 
     @property
     def contexts(self) -> tuple[KvContext, ...]:
@@ -104,6 +114,12 @@ class LlamaCppLlm:
     def prompt(self, messages: list[ChatMessage]) -> list[int]:
         """The tokens of the prompt for the reply to `messages`, as `stream` renders it."""
         return self._prompter.render(self._vocab, conversation_of(messages))[0]
+
+    def prompt_text(self, messages: list[ChatMessage],
+                      tools: Sequence[ToolSpec] = ()) -> str:
+        """The prompt for the reply to `messages`, as text (for inspection)."""
+        tokens = self._prompter.render(self._vocab, conversation_of(messages), tools)[0]
+        return str(self._vocab.detokenize(tokens, special=True).decode("utf-8", "replace"))
 
     def prefill_prompt(self, messages: list[ChatMessage], user_prefix: str = "") -> list[int]:
         """The tokens `prefill` evaluates: the prompt up to the next user message's
@@ -132,14 +148,18 @@ class LlamaCppLlm:
             tokens, stops = render(conversation)
             if len(tokens) <= room:
                 break
-            first = next((i for i, (role, _) in enumerate(conversation) if role != "system"),
+            first = next((i for i, m in enumerate(conversation) if m.role != "system"),
                          len(conversation))
             if len(conversation) - first < last + 2:
                 window = self._params["n_ctx"]
                 raise BackendError("llm", f"the prompt ({len(tokens)} tokens) leaves no room "
                                           f"for a reply in the context window ({window} "
                                           "tokens); raise llm.n_ctx")
-            conversation = conversation[:first] + conversation[first + 2:]
+            # The oldest exchange: its user message up to the next one (the tools it
+            # called and their results go with it).
+            upto = next((j for j in range(first + 1, len(conversation))
+                         if conversation[j].role == "user"), first + 2)
+            conversation = conversation[:first] + conversation[upto:]
             dropped += 1
         if dropped:
             log.info("dropped the %d oldest exchanges to fit the context window", dropped)
@@ -183,10 +203,12 @@ class LlamaCppLlm:
         return best
 
     def _generate(self, messages: list[ChatMessage], session: str, stop: threading.Event,
-                  slot: list[KvContext]) -> Iterator[str]:
+                  slot: list[KvContext], tools: Sequence[ToolSpec]) -> Iterator[str]:
         conversation = conversation_of(messages)
         tokens, stops = self._fit(
-            conversation, lambda c: self._prompter.render(self._vocab, c), last=1)
+            conversation, lambda c: self._prompter.render(self._vocab, c, tools), last=1)
+        # The template asks for calls as text: held back and read at the end.
+        calls = ToolCallText() if tools else None
         context = self._acquire(tokens, session)
         slot.append(context)
         threads = self._set_threads(context)
@@ -210,14 +232,21 @@ class LlamaCppLlm:
                     if stop.is_set():
                         return  # closing the generator ends llama's sampling loop
                     choice = chunk["choices"][0]
-                    if choice["text"]:
-                        yield choice["text"]
+                    said = choice["text"] if calls is None else calls.push(choice["text"])
+                    if said:
+                        yield said
                     if choice.get("finish_reason") == "length":
                         yield CUT_SHORT
                     threads = self._set_threads(context)  # evaluated on resuming
                     resumed = time.perf_counter()
             finally:
                 chunks.close()
+            if calls is not None:
+                rest, found = calls.finish()
+                if rest:
+                    yield rest
+                if found:
+                    yield ToolCalls(found)
         finally:
             context.busy = False
             context.last_used = time.monotonic()
@@ -227,9 +256,11 @@ class LlamaCppLlm:
         """Evaluates the prompt up to the next user message's first words, a slice per
         step (it runs in the background: urgent work goes between the slices)."""
         conversation = conversation_of(messages)
+        tools = self._offered.get(session, ())  # the prompt starts with them
         tokens, _ = self._fit(
             conversation,
-            lambda c: (self._prompter.open_user(self._vocab, c, user_prefix), []), last=0)
+            lambda c: (self._prompter.open_user(self._vocab, c, user_prefix, tools), []),
+            last=0)
         context = self._acquire(tokens, session)
         slot.append(context)
         try:
@@ -260,12 +291,20 @@ class LlamaCppLlm:
 
     async def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
-        priority: Priority | None = None,
+        priority: Priority | None = None, tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[str]:
         slot: list[KvContext] = []  # the context, once the model thread picked one
+        if tools and not self._prompter.supports_tools:
+            if not self._told_no_tools:
+                log.warning("%s: the model's chat template has no tools; they are not "
+                            "offered (docs/tools.md)", self.name)
+                self._told_no_tools = True
+            tools = ()
+        if session:  # the session's prefills render the same tools
+            self._offered[session] = tuple(tools)
         with backend_errors("llm"):
             async for delta in self._thread.iterate(
-                lambda stop: self._generate(messages, session, stop, slot),
+                lambda stop: self._generate(messages, session, stop, slot, tools),
                 priority=priority, ready=self._ready(gate, slot),
             ):
                 yield delta
@@ -285,6 +324,7 @@ class LlamaCppLlm:
         # Read on the model thread when a context is next taken.
         with self._lock:
             self._ended.add(session)
+        self._offered.pop(session, None)
 
     async def warmup(self, system_prompt: str = "") -> None:
         """Runs a first reply in every context, so each holds the system prompt."""

@@ -22,9 +22,18 @@ from typing import Any
 import httpx2  # openai's HTTP client: a broken stream raises its errors, not openai's
 import openai
 
-from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage, backend_errors
+from avatar_rtc.backends.base import (
+    CUT_SHORT,
+    BackendError,
+    ChatMessage,
+    ToolCall,
+    ToolCalls,
+    ToolSpec,
+    backend_errors,
+)
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.priority import Priority
+from avatar_rtc.backends.tool_text import ToolCallText, new_call_id
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +128,7 @@ class OpenAiLlm:
 
     async def stream(
         self, messages: list[ChatMessage], gate: CpuGate | None = None, *, session: str = "",
-        priority: Priority | None = None,
+        priority: Priority | None = None, tools: Sequence[ToolSpec] = (),
     ) -> AsyncIterator[str]:
         # The model runs on another machine: our CPU gate and priority have nothing to
         # hold or reorder, and the server finds each conversation's cached prefix itself.
@@ -132,8 +141,8 @@ class OpenAiLlm:
                 started = False
                 try:
                     # Closed at once when the reply is cancelled: the server stops too.
-                    async with contextlib.aclosing(self._stream_from(endpoint, messages)
-                                                   ) as deltas:
+                    async with contextlib.aclosing(
+                            self._stream_from(endpoint, messages, tools)) as deltas:
                         async for delta in deltas:
                             started = True
                             yield delta
@@ -152,10 +161,15 @@ class OpenAiLlm:
                                 "%s", attempt + 1, resilience.retries + 1, failures[-1])
         raise BackendError("llm", f"{len(failures)} tries failed; the last: {failures[-1]}")
 
-    async def _stream_from(self, endpoint: _Endpoint, messages: list[ChatMessage]
-                           ) -> AsyncGenerator[str, None]:
+    async def _stream_from(self, endpoint: _Endpoint, messages: list[ChatMessage],
+                           tools: Sequence[ToolSpec]) -> AsyncGenerator[str, None]:
         """One request to one server; raises _Retryable when no token came in time."""
         resilience = self._resilience
+        offer: dict[str, Any] = {}
+        if tools:
+            # "auto" said outright: llama-cpp-python's function-calling formats ignore
+            # tools without it.
+            offer = {"tools": [_tool_json(t) for t in tools], "tool_choice": "auto"}
         loop = asyncio.get_running_loop()
         first_by = loop.time() + resilience.first_token_timeout_s
         try:
@@ -163,16 +177,21 @@ class OpenAiLlm:
                 model = await endpoint.resolve_model()
                 response: Any = await endpoint.client.chat.completions.create(
                     model=model,
-                    messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+                    messages=[_message_json(m) for m in messages],
                     stream=True,
                     max_tokens=self._max_tokens,
                     temperature=self._temperature,
                     seed=self._seed,
+                    **offer,
                 )
         except TimeoutError:
             raise _Retryable(f"no answer in {resilience.first_token_timeout_s:g} s") from None
         chunks = aiter(response)
         got_token = False
+        # Calls come as structured deltas (vLLM with --enable-auto-tool-choice,
+        # llama.cpp's server with --jinja), or as text (tool_text.py).
+        calls = _ToolCallDeltas()
+        text = ToolCallText() if tools else None
         try:
             while True:
                 wait = (resilience.token_timeout_s if got_token
@@ -181,7 +200,7 @@ class OpenAiLlm:
                     async with asyncio.timeout(wait):
                         chunk = await anext(chunks)
                 except StopAsyncIteration:
-                    return
+                    break
                 except TimeoutError:
                     limit, what = ((resilience.token_timeout_s, "between two tokens")
                                    if got_token else (resilience.first_token_timeout_s,
@@ -190,13 +209,26 @@ class OpenAiLlm:
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
+                for delta in choice.delta.tool_calls or ():
+                    got_token = True
+                    calls.add(delta)
                 if choice.delta.content:
                     got_token = True
-                    yield choice.delta.content
+                    said = choice.delta.content if text is None else text.push(
+                        choice.delta.content)
+                    if said:
+                        yield said
                 if choice.finish_reason == "length":
                     yield CUT_SHORT
         finally:
             await response.close()  # disconnect: the server aborts generation
+        written: tuple[ToolCall, ...] = ()
+        if text is not None:
+            rest, written = text.finish()
+            if rest:
+                yield rest
+        if found := calls.calls() or written:
+            yield ToolCalls(found)
 
     async def prefill(self, context: list[ChatMessage], user_prefix: str = "", *,
                       session: str = "") -> None:
@@ -216,3 +248,44 @@ class OpenAiLlm:
         for endpoint in self._endpoints:
             await endpoint.client.close()
 
+
+def _tool_json(tool: ToolSpec) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": tool.name, "description": tool.description,
+                                             "parameters": tool.parameters}}
+
+
+def _message_json(message: ChatMessage) -> Any:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls]
+    if message.role == "tool":
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+class _ToolCallDeltas:
+    """Streamed tool-call pieces, joined by their index: the id and name come first,
+    the arguments' JSON text in fragments."""
+
+    def __init__(self) -> None:
+        self._parts: dict[int, dict[str, str]] = {}
+
+    def add(self, delta: Any) -> None:
+        part = self._parts.setdefault(int(delta.index or 0),
+                                      {"id": "", "name": "", "arguments": ""})
+        if delta.id:
+            part["id"] = delta.id
+        function = delta.function
+        if function is not None:
+            # The name comes whole, once (some servers repeat it in every piece).
+            if function.name and not part["name"]:
+                part["name"] = function.name
+            part["arguments"] += function.arguments or ""
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(id=part["id"] or new_call_id(), name=part["name"],
+                              arguments=part["arguments"] or "{}")
+                     for _, part in sorted(self._parts.items()) if part["name"])

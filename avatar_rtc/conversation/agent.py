@@ -57,6 +57,7 @@ from avatar_rtc.conversation.overlap import (
 from avatar_rtc.conversation.pauses import PauseJudge
 from avatar_rtc.conversation.pipeline import ReplyPipeline
 from avatar_rtc.conversation.playout import Playout, PlayoutTracker, SpokenChunk
+from avatar_rtc.conversation.tool_use import ToolsConfig, ToolState
 from avatar_rtc.conversation.turn import Turn
 from avatar_rtc.conversation.turn_end import TurnEndConfig, Verdict
 
@@ -83,6 +84,8 @@ class ConversationConfig:
     overlap: OverlapConfig = field(default_factory=OverlapConfig)
     # What is the room (noise, a TV), not the caller.
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    # The tools the model may call (none: it is offered none).
+    tools: ToolsConfig | None = None
 
 
 Emit = Callable[[events.Event], None]
@@ -136,7 +139,7 @@ class Conversation:
             voice=self.voice, system_prompt=config.system_prompt,
             chunker=config.chunker, max_sentences=config.max_sentences,
             speak_ahead_s=config.speak_ahead_s, clock=clock, on_transcribed=self._announce,
-            noise=config.noise,
+            noise=config.noise, tools=config.tools,
         )
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None  # started on a pause, not committed yet
@@ -165,6 +168,25 @@ class Conversation:
                 self._overlap.frame(self._endpointer.utterance_audio)
             self._ahead.frame(probability)
         self._pending = pending[usable:].copy()
+
+    def type_text(self, text: str) -> None:
+        """A typed message (typed.py checked it): a user turn like a spoken one, that
+        takes the floor at once as a barge-in would."""
+        if self.state is ConversationState.CLOSED:
+            return
+        # What the user was saying, if anything, gives way to what they typed.
+        self._judge.cancel()
+        self._overlap.cancel()
+        self._overlap_pause = self._overlap_end = None
+        self._discard_tentative()
+        self._playout.unduck()
+        self._playout.user_spoke()
+        self._ahead.stop()
+        now = self._clock()
+        turn = Turn(audio=np.zeros(0, dtype=np.int16), speech_end_at=now, user_text=text,
+                    typed=True)
+        turn.task = asyncio.create_task(self._run(turn), name=f"turn-{turn.id}")
+        self._commit(turn, now)  # interrupts the reply in progress
 
     def _on_event(self, event: Event) -> None:
         match event:
@@ -310,12 +332,13 @@ class Conversation:
         """Publishes the user's words once the turn is both committed and transcribed."""
         if turn is self._tentative and "stt_end" in turn.marks:
             self._judge.heard(self._pause, turn.user_text)
-        if turn.announced or not turn.committed.is_set() or "stt_end" not in turn.marks:
+        if turn.announced or not turn.committed.is_set() or not turn.transcribed:
             return
         turn.announced = True
         if turn.user_text:
             self._number(turn)
-            self._emit(events.UserTranscript(turn=turn.index, text=turn.user_text))
+            self._emit(events.UserTranscript(turn=turn.index, text=turn.user_text,
+                                             typed=turn.typed))
 
     def _number(self, turn: Turn) -> None:
         if turn.index < 0:
@@ -346,6 +369,9 @@ class Conversation:
             return
         turn.finished = True
         turn.ended_at = turn.ended_at or datetime.datetime.now(datetime.UTC)
+        for use in turn.tool_uses:  # its task is cancelled or done: no result comes
+            if use.state is ToolState.RUNNING:
+                use.state = ToolState.CANCELLED
         if "first_audio_sent" in turn.marks:  # played out, or just cleared
             turn.mark("last_audio_sent", self._clock())
         if self._active is turn:
@@ -365,7 +391,7 @@ class Conversation:
             # user turn.
             self._history.add(turn.user_text,
                               turn.spoken_text if cut else turn.reply_text.strip(),
-                              interrupted=cut)
+                              interrupted=cut, tools=tuple(turn.tool_uses))
             self._emit(events.TurnEnd(turn=turn.index, interrupted=turn.interrupted,
                                       spoken_text=turn.spoken_text,
                                       reply_text=turn.reply_text))

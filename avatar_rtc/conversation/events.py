@@ -62,6 +62,7 @@ class UserTranscript(_Event):
     type: ClassVar[str] = "user_transcript"
     turn: int
     text: str
+    typed: bool = False  # the user typed it (a "text" message), not said it
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from avatar_rtc.backends.base import BackendError, CutShort, Transcript, Voice
+from avatar_rtc.backends.base import (
+    BackendError,
+    ChatMessage,
+    CutShort,
+    ToolCall,
+    ToolCalls,
+    ToolSpec,
+    Transcript,
+    Voice,
+)
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
+from avatar_rtc.backends.tool_text import ToolCallText
 from avatar_rtc.conversation import guards
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
@@ -25,6 +35,15 @@ from avatar_rtc.conversation.history import History
 from avatar_rtc.conversation.listen_ahead import as_said
 from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance
 from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
+from avatar_rtc.conversation.tool_use import (
+    ToolFailed,
+    ToolsConfig,
+    ToolState,
+    ToolUse,
+    error_result,
+    results_in_words,
+    tool_messages,
+)
 from avatar_rtc.conversation.turn import Turn
 from media.resample import resample_pcm
 from media.silence import trim_leading_silence
@@ -53,6 +72,7 @@ class ReplyPipeline:
         clock: Callable[[], float],
         on_transcribed: Callable[[Turn], None],
         noise: NoiseConfig | None = None,
+        tools: ToolsConfig | None = None,
     ) -> None:
         self._backends = backends
         self._playout = playout
@@ -66,6 +86,7 @@ class ReplyPipeline:
         self._clock = clock
         self._on_transcribed = on_transcribed
         self._noise = NoiseFilter(noise or NoiseConfig())  # learns this caller's level
+        self._tools = tools if tools is not None and tools.runner.specs else None
         # With other calls live, the models step on one thread.
         backends.live_calls.enter(self)
 
@@ -106,28 +127,64 @@ class ReplyPipeline:
             log.warning("turn %s: the apology could not be spoken: %s", turn.id, exc)
 
     async def _reply(self, turn: Turn) -> None:
-        backends = self._backends
-        turn.mark("stt_start", self._clock())
-        # The user waits on it: before replies already playing. Every stage of the turn
-        # carries turn.wait, so it keeps the turn's place in line whichever model it reaches.
-        transcript = await backends.stt.transcribe(
-            turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
-        turn.user_text = as_said(transcript.text)
-        turn.mark("stt_end", self._clock())
-        self._judge(turn, transcript)
-        self._on_transcribed(turn)
+        if not turn.typed:  # a typed turn comes with its words
+            await self._transcribe(turn)
         if not turn.user_text:
             return
         messages = self._history.messages(self._system_prompt, turn.user_text)
+        rounds = self._tools.max_rounds if self._tools is not None else 0
+        offer = self._tools.runner.specs if self._tools is not None else ()
+        user_at = len(messages) - 1
+        for round_ in range(rounds + 1):
+            if round_ == rounds:
+                offer = ()  # the last round offers no tools: the model must answer
+            if not offer and turn.tool_uses:
+                messages = results_in_words(messages, user_at)
+            reply = await self._generate(turn, messages, offer)
+            if reply is None:
+                return  # the reply ended early; the history keeps what was said
+            said, calls = reply
+            if not calls and offer and turn.tool_uses and not said.strip():
+                # Nothing said and no call read (a garbled one): it answers from a note.
+                offer = ()
+                continue
+            if not calls:
+                return
+            ran = len(turn.tool_uses)
+            messages = [*messages, *await self._use_tools(turn, calls, said)]
+            if len(turn.tool_uses) == ran:
+                # Only calls it had made already: a small model going round in
+                # circles. It answers from the results it has.
+                log.info("turn %s: the model repeats its tool calls; it must answer",
+                         turn.id)
+                offer = ()
+
+    async def _generate(self, turn: Turn, messages: list[ChatMessage],
+                        tools: Sequence[ToolSpec]) -> tuple[str, tuple[ToolCall, ...]] | None:
+        """One answer of the model, spoken as it comes: what it wrote, and the tools it
+        called (then it is asked again with their results). None: the reply ended early."""
         chunker = SentenceChunker(self._chunker)
-        tokens = backends.llm.stream(messages, turn.gate, session=self._session,
-                                     priority=Priority(wait=turn.wait))
+        before = len(turn.reply_text)
+        extra = {"tools": tools} if tools else {}  # a model without tools need not take them
+        # Offered none in this turn's last round, a model may write a call as text
+        # anyway: never read out.
+        unasked = ToolCallText() if self._tools is not None and not tools else None
+        tokens = self._backends.llm.stream(messages, turn.gate, session=self._session,
+                                           priority=Priority(wait=turn.wait), **extra)
         cut_short = False
+        calls: tuple[ToolCall, ...] = ()
         try:
             async for delta in tokens:
                 if isinstance(delta, CutShort):
                     cut_short = True
                     continue
+                if isinstance(delta, ToolCalls):
+                    calls = delta.calls
+                    continue
+                if unasked is not None:
+                    delta = unasked.push(delta)
+                    if not delta:
+                        continue
                 turn.mark("llm_first_token", self._clock())
                 if (loop := guards.loop_start(turn.reply_text + delta)) is not None:
                     log.info("turn %s: the reply repeats %r over and over; cut there",
@@ -141,19 +198,94 @@ class ReplyPipeline:
                 turn.reply_text += delta
                 for text in chunker.push(delta):
                     if not await self._say(turn, text):
-                        return
+                        return None
                 if cut_short:
                     break  # closing the stream stops generation
         finally:
             await tokens.aclose()  # type: ignore[attr-defined]
+        if unasked is not None and not cut_short:
+            rest, ignored = unasked.finish()
+            if ignored:
+                log.info("turn %s: the model called %s when offered no tools; not said",
+                         turn.id, ", ".join(c.name for c in ignored))
+            turn.reply_text += rest
+            for text in chunker.push(rest):
+                if not await self._say(turn, text):
+                    return None
         for text in chunker.flush(drop_fragment=cut_short):
             if not await self._say(turn, text):
-                return
+                return None
         if cut_short:
             log.info("turn %s: the reply was cut short; its last, unfinished "
                      "sentence is not spoken", turn.id)
         if guards.keeps_what_was_said(cut_short=cut_short, speaker_tag=chunker.speaker_tag):
             turn.reply_text = turn.chunk_text
+        if cut_short:
+            return None
+        said = turn.reply_text[before:]
+        if calls and turn.reply_text and not turn.reply_text[-1].isspace():
+            turn.reply_text += " "  # the answer after the calls is a new sentence
+        return said, calls
+
+    async def _use_tools(self, turn: Turn, calls: tuple[ToolCall, ...],
+                         said: str) -> list[ChatMessage]:
+        """Runs the calls in order, each id once, while the filler is said; returns
+        the messages that give the model their results."""
+        assert self._tools is not None
+        filler = None
+        if not turn.chunks and self._tools.filler:  # nothing said yet: the user waits
+            filler = asyncio.create_task(self._speak(turn, self._tools.filler))
+        uses: list[ToolUse] = []
+        try:
+            for call in calls:
+                uses.append(await self._run_tool(turn, call))
+        except BaseException:
+            if filler is not None:
+                filler.cancel()
+            raise
+        if filler is not None:
+            await filler  # queued before the answer, which follows it
+        return tool_messages(uses, said)
+
+    async def _run_tool(self, turn: Turn, call: ToolCall) -> ToolUse:
+        assert self._tools is not None
+        for use in turn.tool_uses:
+            # Never run twice: the same id, or the same call again in this turn (a
+            # model that forgot its result must not place an order twice).
+            if use.finished and (use.call.id == call.id or (
+                    use.call.name, use.call.arguments) == (call.name, call.arguments)):
+                log.info("turn %s: tool call %s(%s) asked again; its result is reused",
+                         turn.id, call.name, call.arguments)
+                if use.call.id == call.id:
+                    return use
+                return ToolUse(call, use.state, use.result)  # answered under its own id
+        use = ToolUse(call)
+        turn.tool_uses.append(use)
+        log.info("turn %s: tool %s(%s)", turn.id, call.name, call.arguments)
+        started = self._clock()
+        try:
+            use.result = await self._tools.runner.run(call)
+            use.state = ToolState.DONE
+        except ToolFailed as exc:
+            use.result, use.state = error_result(str(exc)), ToolState.FAILED
+            log.info("turn %s: tool %s failed: %s", turn.id, call.name, exc)
+        except asyncio.CancelledError:
+            use.state = ToolState.CANCELLED
+            raise
+        log.info("turn %s: tool %s %s in %.0f ms", turn.id, call.name, use.state,
+                 (self._clock() - started) * 1000)
+        return use
+
+    async def _transcribe(self, turn: Turn) -> None:
+        turn.mark("stt_start", self._clock())
+        # The user waits on it: before replies already playing. Every stage of the turn
+        # carries turn.wait, so it keeps the turn's place in line whichever model it reaches.
+        transcript = await self._backends.stt.transcribe(
+            turn.audio, SAMPLE_RATE, priority=Priority(urgent=True, wait=turn.wait))
+        turn.user_text = as_said(transcript.text)
+        turn.mark("stt_end", self._clock())
+        self._judge(turn, transcript)
+        self._on_transcribed(turn)
 
     def _judge(self, turn: Turn, transcript: Transcript) -> None:
         """An utterance that is the room (noise, a TV), not the caller, loses its words:

@@ -12,6 +12,7 @@ from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.priority import UserWait
 from avatar_rtc.conversation.playout import SpokenChunk
+from avatar_rtc.conversation.tool_use import ToolUse
 
 # Stage stamps, in the order a turn passes them (monotonic seconds).
 STAGES = (
@@ -43,6 +44,7 @@ class Turn:
     # The user waits from the moment the turn starts; its reply's audio sets `due`.
     wait: UserWait = field(default_factory=lambda: UserWait(time.monotonic()))
     user_text: str = ""
+    typed: bool = False  # the user typed user_text (no audio, no transcript)
     # Why the utterance was not taken as the caller's (noise.py: "no_speech", ...): the
     # turn then has no user_text, so it gets no reply and is not stored.
     rejected: str = ""
@@ -50,6 +52,7 @@ class Turn:
     spoken_text: str = ""  # set when the turn ends: what was really played out
     chunks: list[SpokenChunk] = field(default_factory=list)
     backchannels: list[str] = field(default_factory=list)  # said over the reply
+    tool_uses: list[ToolUse] = field(default_factory=list)  # the tools the reply called
     marks: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     cut_off: bool = False
@@ -57,6 +60,11 @@ class Turn:
     announced: bool = False
     finished: bool = False
     task: asyncio.Task[None] | None = None
+
+    @property
+    def transcribed(self) -> bool:
+        """Whether user_text is known: typed, or the transcript is done."""
+        return self.typed or "stt_end" in self.marks
 
     @property
     def chunk_text(self) -> str:

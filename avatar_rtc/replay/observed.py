@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from avatar_rtc.backends.base import (
     ChatMessage,
@@ -11,6 +11,7 @@ from avatar_rtc.backends.base import (
     Pcm,
     SpeechToText,
     TextToSpeech,
+    ToolSpec,
     Transcript,
     Voice,
 )
@@ -54,10 +55,12 @@ class _ObservedLlm:
         self._inner, self._activity, self.name = inner, activity, inner.name
 
     async def stream(self, messages: list[ChatMessage], gate: CpuGate | None = None, *,
-                     session: str = "", priority: Priority | None = None
-                     ) -> AsyncIterator[str]:
+                     session: str = "", priority: Priority | None = None,
+                     tools: Sequence[ToolSpec] = ()) -> AsyncIterator[str]:
         self._activity.working += 1
-        tokens = self._inner.stream(messages, gate, session=session, priority=priority)
+        extra = {"tools": tools} if tools else {}  # an inner model may not take them
+        tokens = self._inner.stream(messages, gate, session=session, priority=priority,
+                                    **extra)
         try:
             async for token in tokens:
                 yield token

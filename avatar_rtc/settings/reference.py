@@ -21,7 +21,8 @@ Every setting has a default and can be set three ways; a later source wins:
 3. a command-line flag of `avatar-rtc serve` (`--vad-end-silence-ms 300`).
 
 Lists are TOML arrays of strings, or comma-separated in the environment and on the
-command line. Booleans read `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`.
+command line. Lists of tables (`[[llm.tools]]`, [tools.md](tools.md)) are set in
+the TOML file only. Booleans read `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`.
 The values are checked once all sources are read; a bad one stops the server with a
 message that names it. `--host` and `--port` are short for `--server-host` and
 `--server-port`.
@@ -44,6 +45,9 @@ def _default(item: Setting) -> str:
 
 
 def _row(item: Setting) -> str:
+    if item.is_tables:  # TOML only
+        cells = [f"`{item.key}`", "—", "—", "tables", "`[]`", item.doc]
+        return "| " + " | ".join(_cell(c) for c in cells) + " |"
     flags = ", ".join(f"`{flag}`" for flag in (item.flag, *item.aliases))
     kind = "list of str" if item.is_list else item.type_name
     cells = [f"`{item.key}`", flags, f"`{item.env}`", kind, _default(item), item.doc]

@@ -6,9 +6,10 @@ beside a field say why its default is what it is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from avatar_rtc.errors import AvatarError
 from avatar_rtc.plugins import backend_names
@@ -191,6 +192,52 @@ class NoiseSettings:
 
 
 @dataclass
+class ToolSettings:
+    """One tool the model may call: a `[[llm.tools]]` table of the TOML file."""
+
+    name: str = ""  # what the model calls it: letters, digits, _ and -
+    description: str = ""  # what it does, for the model
+    # Its arguments: a JSON schema of type "object".
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}})
+    url: str = ""  # POSTed the arguments as JSON; answers JSON
+    entry_point: str = ""  # or "module:function", sync or async, called with the arguments
+    timeout_s: float = 5.0
+
+
+TOOL_KEYS = ("name", "description", "parameters", "url", "entry_point", "timeout_s")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+def tool_problems(tools: list[ToolSettings]) -> list[str]:
+    """What is wrong with the declared tools, each naming the tool and its key."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"llm.tools[{i}]" + (f" ({tool.name})" if tool.name else "")
+        if not _TOOL_NAME.fullmatch(tool.name):
+            problems.append(f"{where}: name must be 1-64 letters, digits, _ or -")
+        elif tool.name in seen:
+            problems.append(f"{where}: name declared twice")
+        seen.add(tool.name)
+        if not tool.description.strip():
+            problems.append(f"{where}: description is required (the model reads it)")
+        if tool.parameters.get("type") != "object" or not isinstance(
+                tool.parameters.get("properties", {}), dict):
+            problems.append(f'{where}: parameters must be a JSON schema with "type" = "object"')
+        if bool(tool.url) == bool(tool.entry_point):
+            problems.append(f"{where}: set exactly one of url and entry_point")
+        if tool.url and not tool.url.startswith(("http://", "https://")):
+            problems.append(f"{where}: url must start with http:// or https://")
+        if tool.entry_point and not _ENTRY_POINT.fullmatch(tool.entry_point):
+            problems.append(f'{where}: entry_point must be "module:function"')
+        if not 0 < tool.timeout_s <= 600:
+            problems.append(f"{where}: timeout_s must be above 0 and at most 600")
+    return problems
+
+
+@dataclass
 class LlmSettings:
     backend: str = setting(
         "llama-cpp", "llama-cpp, or openai (vLLM, llama.cpp server, any compatible API)")
@@ -234,6 +281,13 @@ class LlmSettings:
                            "first token (each round tries every URL)")
     retry_backoff_s: float = setting(
         0.25, "openai backend: first wait before a retry; doubles each time, with jitter")
+    # A list of tables, so TOML only (docs/tools.md).
+    tools: list[ToolSettings] = field(
+        default_factory=list,
+        metadata={"doc": "Tools the model may call: [[llm.tools]] tables in the TOML file"})
+    tool_filler: str = setting("One moment.", "Said while a tool runs; empty: nothing")
+    max_tool_rounds: int = setting(
+        3, "Rounds of tool calls in one reply; then the model must answer")
 
 
 @dataclass
@@ -426,6 +480,8 @@ class Settings:
             (min(self.llm.connect_timeout_s, self.llm.first_token_timeout_s,
                  self.llm.token_timeout_s) > 0, "llm timeouts must be > 0"),
             (self.server.drain_timeout_s >= 0, "server.drain_timeout_s must be >= 0"),
+            (self.llm.max_tool_rounds >= 1, "llm.max_tool_rounds must be >= 1"),
+            *((False, problem) for problem in tool_problems(self.llm.tools)),
             (self.tts.backend in (tts := backend_names("tts")),
              f"tts.backend: one of {', '.join(tts)}"),
             (all(b in tts for b in self.tts.backends),

@@ -60,11 +60,52 @@ class Setting:
 
     @property
     def is_list(self) -> bool:
-        return typing.get_origin(self.type) is list
+        """A list of strings."""
+        return typing.get_origin(self.type) is list and not self.is_tables
+
+    @property
+    def is_tables(self) -> bool:
+        """A list of tables (`[[section.key]]`): set in the TOML file only."""
+        return _table_type(self.type) is not None
 
     @property
     def type_name(self) -> str:
+        if self.is_tables:
+            return "tables"
         return "list" if self.is_list else str(self.type.__name__)
+
+
+def _table_type(target: Any) -> Any:
+    """The dataclass of a list-of-tables field, or None."""
+    if typing.get_origin(target) is not list:
+        return None
+    (item,) = typing.get_args(target)
+    return item if dataclasses.is_dataclass(item) else None
+
+
+def _tables(value: Any, item_type: Any, where: str) -> list[Any]:
+    """A TOML array of tables as a list of `item_type`: every key known and typed as
+    its field (a dict field takes any table)."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise SettingsError(f"{where}: expected an array of tables ([[...]])")
+    hints = typing.get_type_hints(item_type)
+    items = []
+    for i, table in enumerate(value):
+        fields: dict[str, Any] = {}
+        for key, raw in table.items():
+            here = f"{where}[{i}] {key}"
+            if key not in hints:
+                raise SettingsError(f"{where}[{i}]: unknown key {key!r} "
+                                    f"(known: {', '.join(hints)})")
+            target = hints[key]
+            if typing.get_origin(target) is dict:
+                if not isinstance(raw, dict):
+                    raise SettingsError(f"{here}: expected a table")
+                fields[key] = raw
+            else:
+                fields[key] = _coerce(raw, target, here, from_text=False)
+        items.append(item_type(**fields))
+    return items
 
 
 def every_setting() -> list[Setting]:
@@ -95,6 +136,10 @@ def _coerce(value: Any, target: Any, where: str, from_text: bool) -> Any:
     Env and flags are text and get parsed; TOML values must already have the right
     type, so `port = "8080"` in a TOML file is an error, as TOML users expect.
     """
+    if (item_type := _table_type(target)) is not None:
+        if from_text:
+            raise SettingsError(f"{where}: a list of tables, set in the TOML file only")
+        return _tables(value, item_type, where)
     if not from_text:
         _check_native(value, target, where)
     origin = typing.get_origin(target)
@@ -190,6 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for section, items in itertools.groupby(every_setting(), key=lambda s: s.section):
         group = parser.add_argument_group(f"[{section}]")
         for item in items:
+            if item.is_tables:
+                continue  # TOML only
             text = f"{item.doc} (default: {item.default!r})".replace("%", "%%")
             group.add_argument(item.flag, *item.aliases, dest=f"setting:{item.name}",
                                metavar=item.type_name.upper(), default=None, help=text)

@@ -41,3 +41,14 @@ def json_from_db(text: str) -> dict[str, Any]:
 
 def timings_from_db(text: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in json_from_db(text).items()}
+
+
+def json_list_to_db(value: list[dict[str, Any]]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_list_from_db(text: str) -> list[dict[str, Any]]:
+    value = json.loads(text or "[]")
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON list, got {type(value).__name__}")
+    return [item for item in value if isinstance(item, dict)]

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
+import playhouse.migrate
 
 from . import search_pg
 from .codec import time_to_db
 from .db import execute, is_postgres
 from .errors import SchemaTooNewError
-from .models import TABLES, SchemaVersion
+from .models import TABLES, SchemaVersion, Turn
 from .records import utc_now
 from .search import ensure_fts
 
@@ -35,7 +36,19 @@ def _v2_postgres_search(db: peewee.Database) -> None:
         search_pg.create_index(db)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search)
+def _v3_typed_turns_and_tool_calls(db: peewee.Database) -> None:
+    # A database made before v3 lacks the columns; one made since has them (v1 creates
+    # the tables from the current models).
+    have = {column.name for column in db.get_columns(Turn._meta.table_name)}
+    migrator = playhouse.migrate.SchemaMigrator.from_database(db)
+    operations = [migrator.add_column(Turn._meta.table_name, name, getattr(Turn, name))
+                  for name in ("typed", "tool_calls") if name not in have]
+    if operations:
+        playhouse.migrate.migrate(*operations)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search,
+                                     _v3_typed_turns_and_tool_calls)
 LATEST_VERSION = len(MIGRATIONS)
 # Any fixed number: PostgreSQL's advisory lock that serializes migrating servers.
 _PG_MIGRATION_LOCK = 0x61766174

@@ -104,6 +104,8 @@ class Turn(BaseModel):
     user_audio_end_ms = peewee.BigIntegerField(null=True)
     agent_audio_start_ms = peewee.BigIntegerField(null=True)
     agent_audio_end_ms = peewee.BigIntegerField(null=True)
+    typed = peewee.BooleanField(default=False)  # schema v2
+    tool_calls = peewee.TextField(default="[]")  # schema v2: a JSON list
 
     class Meta:
         table_name = "turn"

@@ -64,6 +64,10 @@ class TurnRecord:
     user_audio_end_ms: int | None = None
     agent_audio_start_ms: int | None = None
     agent_audio_end_ms: int | None = None
+    typed: bool = False  # the user typed the turn's text (no audio)
+    # The tools the model called in the turn, in order: {"id", "name", "arguments",
+    # "result" | "error"} (conversation/tools.py).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

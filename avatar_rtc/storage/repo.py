@@ -11,6 +11,8 @@ from . import search
 from . import stats as statistics
 from .codec import (
     json_from_db,
+    json_list_from_db,
+    json_list_to_db,
     json_to_db,
     opt_time_from_db,
     opt_time_to_db,
@@ -157,6 +159,8 @@ def _turn_row(turn: TurnRecord) -> dict[str, Any]:
         "user_audio_end_ms": turn.user_audio_end_ms,
         "agent_audio_start_ms": turn.agent_audio_start_ms,
         "agent_audio_end_ms": turn.agent_audio_end_ms,
+        "typed": turn.typed,
+        "tool_calls": json_list_to_db(turn.tool_calls),
     }
 
 
@@ -177,6 +181,8 @@ def _turn_record(row: Turn) -> TurnRecord:
         user_audio_end_ms=row.user_audio_end_ms,
         agent_audio_start_ms=row.agent_audio_start_ms,
         agent_audio_end_ms=row.agent_audio_end_ms,
+        typed=bool(row.typed),
+        tool_calls=json_list_from_db(row.tool_calls),
     )
 
 
@@ -194,6 +200,8 @@ _TURN_UPDATABLE = [
     Turn.user_audio_end_ms,
     Turn.agent_audio_start_ms,
     Turn.agent_audio_end_ms,
+    Turn.typed,
+    Turn.tool_calls,
 ]
 
 

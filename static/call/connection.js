@@ -16,7 +16,8 @@ export class CallError extends Error {}
 export class CallCancelled extends Error {}
 
 export class Connection {
-  // handlers: {connectionState(state), iceState(state), track(stream), event(msg), channelClosed()}
+  // handlers: {connectionState(state), iceState(state), track(stream), event(msg),
+  //            channelOpen(), channelClosed()}
   constructor(handlers) {
     this.handlers = handlers;
     this.stream = null;
@@ -82,6 +83,9 @@ export class Connection {
       const msg = parseEvent(ev.data);
       if (msg) this.handlers.event(msg);
     };
+    dc.addEventListener("open", () => {
+      if (!this.closed) this.handlers.channelOpen();
+    });
     dc.addEventListener("close", () => {
       if (!this.closed) this.handlers.channelClosed();
     });

@@ -3,7 +3,7 @@
 // public, test-visible view of the call (window.avatarCall).
 
 import { CallCancelled, CallError, Connection } from "/static/call/connection.js";
-import { routeEvent } from "/static/call/protocol.js";
+import { MAX_TEXT_CHARS, routeEvent, textMessage } from "/static/call/protocol.js";
 import { fmtMs } from "/static/shared/format.js";
 import { V2V_KEY } from "/static/shared/timings.js";
 
@@ -11,7 +11,7 @@ import { V2V_KEY } from "/static/shared/timings.js";
 const DISCONNECT_GRACE_MS = 6000;
 
 export class CallController {
-  // views: {status, meter, transcript, latency, server}; audio: the <audio> element and
+  // views: {status, meter, transcript, latency, server, textbox}; audio: the <audio> element and
   // its "click to hear" button (shown when autoplay is refused).
   constructor({ processing, views, audio, unmute }) {
     this.processing = processing;
@@ -42,7 +42,8 @@ export class CallController {
         if (this.call.inCall) this.setAgentState(msg.state);
       },
       vad: (msg) => this.views.status.setUserSpeaking(!!msg.speaking),
-      user_transcript: (msg) => this.views.transcript.setUserText(msg.turn, msg.text || ""),
+      user_transcript: (msg) =>
+        this.views.transcript.setUserText(msg.turn, msg.text || "", !!msg.typed),
       agent_text: (msg) => this.views.transcript.appendAgentText(msg.turn, msg.text || ""),
       turn_end: (msg) => this.views.transcript.endTurn(msg),
       timings: (msg) => this.showTimings(msg.turn, msg.timings),
@@ -74,6 +75,7 @@ export class CallController {
         call.events.push(msg);
         routeEvent(msg, this.eventHandlers);
       },
+      channelOpen: () => this.views.textbox.enable(true),
       channelClosed: () => {
         if (call.inCall && call.state !== "connecting") this.hangUp("The server closed the call.");
       },
@@ -119,6 +121,19 @@ export class CallController {
       return;
     }
     status.setButton("hangup");
+  }
+
+  // Sends a typed message; false when there is nothing to send or no open channel.
+  sendText(text) {
+    const words = text.trim();
+    const dc = this.connection ? this.connection.dc : null;
+    if (!words || !this.call.inCall || !dc || dc.readyState !== "open") return false;
+    if (words.length > MAX_TEXT_CHARS) {
+      this.showMessage(`A message holds at most ${MAX_TEXT_CHARS} characters.`, "warn");
+      return false;
+    }
+    dc.send(textMessage(words));
+    return true;
   }
 
   // Ends the call from this side; a reason is shown (the call did not end by the user).
@@ -194,6 +209,7 @@ export class CallController {
   teardown() {
     clearTimeout(this.disconnectTimer);
     this.views.meter.stop();
+    this.views.textbox.enable(false);
     if (this.connection) this.connection.close();
     const pc = this.call.pc;
     if (pc) {

@@ -6,6 +6,7 @@ import { LatencyTable } from "/static/call/latency.js";
 import { MicMeter } from "/static/call/meter.js";
 import { ServerStatus } from "/static/call/server.js";
 import { CallStatus } from "/static/call/status.js";
+import { TextBox } from "/static/call/textbox.js";
 import { Transcript } from "/static/call/transcript.js";
 import { VoicePicker } from "/static/call/voices.js";
 
@@ -37,6 +38,11 @@ const views = {
   server: new ServerStatus({ dot: $("server-dot"), text: $("server-text"), backends: $("backends") }),
 };
 const controller = new CallController({ processing, views, audio: $("remote-audio"), unmute });
+// Created after the controller, which sends what is typed; enabled while a call is open.
+views.textbox = new TextBox(
+  { form: $("text-form"), input: $("text-input"), send: $("text-send") },
+  (text) => controller.sendText(text)
+);
 window.avatarCall = controller.call;
 
 button.addEventListener("click", () => {

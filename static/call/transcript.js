@@ -13,7 +13,8 @@ export class Transcript {
     this.ui.empty.hidden = false;
   }
 
-  setUserText(turn, text) {
+  // typed: the user typed the words (a "typed" badge), not said them.
+  setUserText(turn, text, typed = false) {
     const t = this.turn(turn);
     if (!t.userEl) {
       const b = bubble("user");
@@ -22,6 +23,12 @@ export class Transcript {
       t.li.insertBefore(b.div, t.li.firstChild);
     }
     t.userTextEl.textContent = text;
+    if (typed && !t.userEl.querySelector(".badge-typed")) {
+      const badge = document.createElement("span");
+      badge.className = "badge badge-typed";
+      badge.textContent = "typed";
+      t.userEl.querySelector(".who").after(badge);
+    }
     this.scroll();
   }
 
