@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from avatar_rtc.backends.base import BackendError, CutShort, Transcript, Voice
+from avatar_rtc.backends.base import BackendError, CutShort, Transcript, Voice, speaks
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
 from avatar_rtc.conversation import guards
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
 from avatar_rtc.conversation.history import History
+from avatar_rtc.conversation.language import answer_instruction, can_read, plan_reply
 from avatar_rtc.conversation.listen_ahead import as_said
 from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance
 from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
@@ -50,7 +51,11 @@ class ReplyPipeline:
         clock: Callable[[], float],
         on_transcribed: Callable[[Turn], None],
         noise: NoiseConfig | None = None,
+        voices_by_language: Mapping[str, Voice] | None = None,
+        on_text: Callable[[Turn, SpokenChunk], None] | None = None,
     ) -> None:
+        """`voices_by_language`: who speaks a caller's language the call's voice does
+        not; `on_text`: a chunk of a reply no voice reads, sent as text at once."""
         self._backends = backends
         self._playout = playout
         self._history = history
@@ -63,6 +68,8 @@ class ReplyPipeline:
         self._clock = clock
         self._on_transcribed = on_transcribed
         self._noise = NoiseFilter(noise or NoiseConfig())  # learns this caller's level
+        self._voices_by_language = dict(voices_by_language or {})
+        self._on_text = on_text
         # With other calls live, the models step on one thread.
         backends.live_calls.enter(self)
 
@@ -100,7 +107,18 @@ class ReplyPipeline:
         self._on_transcribed(turn)
         if not turn.user_text:
             return
-        messages = self._history.messages(self._system_prompt, turn.user_text)
+        tts = backends.tts
+        plan = turn.language = plan_reply(transcript.language, self._voice,
+                                          self._voices_by_language, lambda v: speaks(tts, v))
+        if not plan.spoken:
+            log.info("turn %s: heard %s, %s: the reply is text only", turn.id, plan.heard,
+                     plan.reason)
+        # Only a reply in another language than the prompt's changes the prompt (and so
+        # the LLM's cached prefix).
+        instruction = answer_instruction(plan.answer)
+        system_prompt = f"{self._system_prompt} {instruction}".strip() if instruction \
+            else self._system_prompt
+        messages = self._history.messages(system_prompt, turn.user_text)
         chunker = SentenceChunker(self._chunker)
         tokens = backends.llm.stream(messages, turn.gate, session=self._session,
                                      priority=Priority(wait=turn.wait))
@@ -185,11 +203,23 @@ class ReplyPipeline:
         chunk = SpokenChunk(text)
         turn.chunks.append(chunk)
         tts = self._backends.tts
+        voice = turn.language.voice if turn.language is not None else self._voice
+        if voice is not None and not can_read(text, speaks(tts, voice)):
+            # An English voice never reads Chinese: it would spell it out, or mumble.
+            log.warning("turn %s: voice %r does not read %r; sent as text only",
+                        turn.id, voice.name, text)
+            voice = None
+        if voice is None:
+            await turn.committed.wait()  # a tentative turn holds its text here too
+            self._playout.synthesized(chunk)
+            if self._on_text is not None:
+                self._on_text(turn, chunk)
+            return
         first = len(turn.chunks) == 1
         if first:
             turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
         # The user is waiting for the first chunk: it jumps the TTS queue.
-        audio = tts.synthesize(text, self._voice, priority=Priority(urgent=first, wait=turn.wait))
+        audio = tts.synthesize(text, voice, priority=Priority(urgent=first, wait=turn.wait))
         try:
             async for pcm in audio:
                 turn.gate.release()
