@@ -104,12 +104,13 @@ class ReplyPipeline:
         turn.user_text = as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._judge(turn, transcript)
+        tts = backends.tts
+        # Planned before the words are announced: the page hears of the language with them.
+        plan = turn.language = plan_reply(transcript.language, self._voice,
+                                          self._voices_by_language, lambda v: speaks(tts, v))
         self._on_transcribed(turn)
         if not turn.user_text:
             return
-        tts = backends.tts
-        plan = turn.language = plan_reply(transcript.language, self._voice,
-                                          self._voices_by_language, lambda v: speaks(tts, v))
         if not plan.spoken:
             log.info("turn %s: heard %s, %s: the reply is text only", turn.id, plan.heard,
                      plan.reason)
