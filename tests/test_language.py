@@ -175,3 +175,14 @@ async def test_an_english_reply_with_a_chinese_sentence_drops_only_that_one() ->
         assert not h.of_type("language")  # English heard, English answered
         assert llm.requests[0][0].content == CONFIG.system_prompt
     assert tts.texts == ["The capital is Beijing.", "It is in the north."]
+
+
+def test_the_noise_filter_reads_chinese_as_words() -> None:
+    from avatar_rtc.conversation.noise import is_stock_phrase, word_count
+
+    assert word_count("中国的首都是哪里？") == 4  # two characters a word
+    assert word_count("好") == 1
+    assert word_count("北京 is big") == 3
+    assert word_count("What is the capital?") == 4
+    assert not is_stock_phrase("中国的首都是哪里？")
+    assert is_stock_phrase("Thank you.") and is_stock_phrase("♪")
