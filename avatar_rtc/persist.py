@@ -37,5 +37,6 @@ def turn_record(call_id: str, turn: Turn, offset_ms: OffsetFn | None = None) -> 
         interrupted=turn.interrupted,
         cut_off=turn.cut_off,
         timings=turn.timings_ms(),
+        language=turn.language.heard if turn.language is not None else "",
         **offsets,
     )

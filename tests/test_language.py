@@ -3,6 +3,7 @@ conversation (on fakes) that hears Chinese with only an English voice."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -186,3 +187,36 @@ def test_the_noise_filter_reads_chinese_as_words() -> None:
     assert word_count("What is the capital?") == 4
     assert not is_stock_phrase("中国的首都是哪里？")
     assert is_stock_phrase("Thank you.") and is_stock_phrase("♪")
+
+
+async def test_a_database_of_version_2_gains_the_turn_language(database_url: str) -> None:
+    """Migration 3: a turn table made before it has no language column."""
+    from avatar_rtc.storage import Store, repo
+    from avatar_rtc.storage.db import open_database
+    from avatar_rtc.storage.migrations import MIGRATIONS, migrate
+    from avatar_rtc.storage.models import bind_thread
+    from tests.test_storage import make_call, make_turn
+
+    url = database_url
+    call = make_call()
+
+    def at_version_2() -> None:
+        db = open_database(url)
+        bind_thread(db)
+        try:
+            db.connect()
+            assert migrate(db, MIGRATIONS[:2]) == 2
+            db.execute_sql("ALTER TABLE turn DROP COLUMN language")  # as version 2 made it
+            repo.create_call(db, call)
+            db.close()
+        finally:
+            bind_thread(None)
+
+    await asyncio.to_thread(at_version_2)
+    store = await Store.open(url)
+    try:
+        assert store.schema_version == 3
+        await store.save_turn(make_turn(call.id, 0, language="zh"))
+        assert [t.language for t in await store.turns(call.id)] == ["zh"]
+    finally:
+        await store.close()

@@ -272,10 +272,10 @@ def _columns(url: str, table: str) -> list[str]:
 async def test_migrations_idempotent(database_url: str) -> None:
     for _ in range(3):
         store = await Store.open(database_url)
-        assert store.schema_version == LATEST_VERSION == 2
+        assert store.schema_version == LATEST_VERSION == 3
         assert store.search_uses_fts
         await store.close()
-    assert _versions(database_url) == [1, 2]
+    assert _versions(database_url) == [1, 2, 3]
     if database_url.startswith("sqlite"):
         names = {n for (n,) in sql_rows(database_url,
                                         "SELECT name FROM sqlite_master WHERE type='table'")}
@@ -302,7 +302,7 @@ async def test_schema_too_new_is_a_clear_error(database_url: str) -> None:
     sql_rows(database_url, "INSERT INTO schema_version (version, applied_at) VALUES (7, 'x')")
     with pytest.raises(SchemaTooNewError, match="version 7"):
         await Store.open(database_url)
-    assert _versions(database_url) == [1, 2, 7]
+    assert _versions(database_url) == [1, 2, 3, 7]
 
 
 async def test_servers_starting_together_migrate_once(postgres_url: str) -> None:
@@ -313,7 +313,7 @@ async def test_servers_starting_together_migrate_once(postgres_url: str) -> None
     finally:
         for opened in stores:
             await opened.close()
-    assert _versions(postgres_url) == [1, 2]
+    assert _versions(postgres_url) == [1, 2, 3]
 
 
 async def test_postgresql_refusals_are_precise(pg_server: PgServer) -> None:
@@ -732,7 +732,7 @@ async def test_a_postgresql_database_of_version_1_gains_the_search_index(
     await asyncio.to_thread(at_version_1)
     store = await Store.open(postgres_url)
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_VERSION
         assert await _ids(store, "zeppelin") == {turn.id}
     finally:
         await store.close()

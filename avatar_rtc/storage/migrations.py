@@ -35,7 +35,13 @@ def _v2_postgres_search(db: peewee.Database) -> None:
         search_pg.create_index(db)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search)
+def _v3_turn_language(db: peewee.Database) -> None:
+    # A database made at version 1 by this code's models has the column already.
+    if "language" not in {c.name for c in db.get_columns("turn")}:
+        execute(db, "ALTER TABLE turn ADD COLUMN language VARCHAR(16) NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search, _v3_turn_language)
 LATEST_VERSION = len(MIGRATIONS)
 # Any fixed number: PostgreSQL's advisory lock that serializes migrating servers.
 _PG_MIGRATION_LOCK = 0x61766174

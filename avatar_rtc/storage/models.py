@@ -104,6 +104,8 @@ class Turn(BaseModel):
     user_audio_end_ms = peewee.BigIntegerField(null=True)
     agent_audio_start_ms = peewee.BigIntegerField(null=True)
     agent_audio_end_ms = peewee.BigIntegerField(null=True)
+    # Whisper's code for the language the user spoke ("" unknown); migration 3.
+    language = peewee.CharField(max_length=16, default="")
 
     class Meta:
         table_name = "turn"

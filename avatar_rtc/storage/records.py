@@ -64,6 +64,7 @@ class TurnRecord:
     user_audio_end_ms: int | None = None
     agent_audio_start_ms: int | None = None
     agent_audio_end_ms: int | None = None
+    language: str = ""  # Whisper's code for what the user spoke ("" unknown)
 
 
 @dataclass(frozen=True, slots=True)

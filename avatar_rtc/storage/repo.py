@@ -157,6 +157,7 @@ def _turn_row(turn: TurnRecord) -> dict[str, Any]:
         "user_audio_end_ms": turn.user_audio_end_ms,
         "agent_audio_start_ms": turn.agent_audio_start_ms,
         "agent_audio_end_ms": turn.agent_audio_end_ms,
+        "language": turn.language,
     }
 
 
@@ -177,6 +178,7 @@ def _turn_record(row: Turn) -> TurnRecord:
         user_audio_end_ms=row.user_audio_end_ms,
         agent_audio_start_ms=row.agent_audio_start_ms,
         agent_audio_end_ms=row.agent_audio_end_ms,
+        language=row.language,
     )
 
 
@@ -194,6 +196,7 @@ _TURN_UPDATABLE = [
     Turn.user_audio_end_ms,
     Turn.agent_audio_start_ms,
     Turn.agent_audio_end_ms,
+    Turn.language,
 ]
 
 
