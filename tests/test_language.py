@@ -220,3 +220,12 @@ async def test_a_database_of_version_2_gains_the_turn_language(database_url: str
         assert [t.language for t in await store.turns(call.id)] == ["zh"]
     finally:
         await store.close()
+
+
+def test_the_router_asks_the_backend_of_the_voice() -> None:
+    from avatar_rtc.backends.tts_router import TtsRouter
+
+    router = TtsRouter({"fake": EnglishOnlyTts(), "plain": FakeTts()}, "fake")
+    assert router.languages(Voice(backend="fake", name="zh-voice")) == {"zh"}
+    assert router.languages(Voice(backend="plain", name="x")) == {"en"}  # says nothing
+    assert router.languages(Voice(backend="missing", name="x")) == frozenset()
