@@ -17,6 +17,7 @@ from avatar_rtc.call import Call
 from avatar_rtc.conversation.agent import ConversationConfig
 from avatar_rtc.conversation.chunker import ChunkerConfig
 from avatar_rtc.conversation.endpointing import EndpointConfig
+from avatar_rtc.conversation.language import parse_voice_map
 from avatar_rtc.conversation.noise import NoiseConfig
 from avatar_rtc.conversation.overlap import OverlapConfig
 from avatar_rtc.conversation.tool_use import ToolsConfig
@@ -81,6 +82,9 @@ def conversation_config(s: Settings) -> ConversationConfig:
                           max_rounds=s.llm.max_tool_rounds) if s.llm.tools else None,
         overlap=OverlapConfig(enabled=s.turn.backchannels, max_ms=s.turn.overlap_max_ms,
                               duck_db=s.turn.duck_db),
+        voices_by_language={
+            code: Voice(backend=s.tts.backend, name=name, speed=s.tts.speed)
+            for code, name in parse_voice_map(s.tts.voices_by_language).items()},
         chunker=ChunkerConfig(
             first_chunk_min_chars=s.tts.first_chunk_min_chars,
             first_chunk_max_chars=s.tts.first_chunk_max_chars,

@@ -43,4 +43,5 @@ def turn_record(call_id: str, turn: Turn, offset_ms: OffsetFn | None = None) -> 
         agent_audio_end_ms=agent_end,
         typed=turn.typed,
         tool_calls=[use.record() for use in turn.tool_uses],
+        language=turn.language.heard if turn.language is not None else "",
     )

@@ -67,6 +67,7 @@ class EnergyVad:
 @dataclass
 class FakeStt:
     text: str = "Hello there"
+    language: str = "en"  # as Whisper names what it heard
     delay_s: float = 0.02
     no_speech_prob: float = 0.0  # Whisper's confidence, as the transcripts report it
     avg_logprob: float = 0.0
@@ -81,7 +82,7 @@ class FakeStt:
         if not partial:
             self.priorities.append(priority)
         await asyncio.sleep(self.delay_s)
-        return Transcript(self.text, "en", len(pcm) / sample_rate, self.no_speech_prob,
+        return Transcript(self.text, self.language, len(pcm) / sample_rate, self.no_speech_prob,
                           self.avg_logprob)
 
     async def warmup(self) -> None:

@@ -42,13 +42,13 @@ def speak(text: str, rate: int = 48000, steady: bool = False) -> Pcm:
 ESPEAK_MISSING = shutil.which("espeak-ng") is None
 
 
-def espeak(text: str, voice: str, rate: int = 48000) -> Pcm:
+def espeak(text: str, voice: str, rate: int = 48000, words_per_min: int = 175) -> Pcm:
     """`text` said by espeak-ng `voice` ("en-us", "en-gb+f3": accents and timbres that
     are not Piper's), resampled to `rate`. Skip where ESPEAK_MISSING."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True,
-                       capture_output=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_min), "-w", str(path),
+                        text], check=True, capture_output=True)
         with wave.open(str(path)) as file:
             native = file.getframerate()
             pcm = np.frombuffer(file.readframes(file.getnframes()), dtype=np.int16)

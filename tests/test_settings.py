@@ -137,7 +137,7 @@ def test_cli_flags() -> None:
             "--ice-host-addresses", "127.0.0.1,::1",
             "--server-max-calls", "2",
             "--vad-speculative", "off",
-            "--stt-language", "",
+            "--stt-language", "", "--stt-model", "base",
         ]
     )
     settings = load(args, env={})

@@ -123,6 +123,8 @@ class Transcript:
     # leaves the defaults (sure speech).
     no_speech_prob: float = 0.0  # the chance that the audio holds no speech at all
     avg_logprob: float = 0.0  # mean log probability of the text's tokens (0: certain)
+    # How sure the language detection was (1.0: not detected, stt.language given).
+    language_probability: float = 1.0
 
 
 class VadStream(Protocol):
@@ -227,3 +229,14 @@ class TextToSpeech(Protocol):
     async def warmup(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def speaks(tts: TextToSpeech, voice: Voice) -> frozenset[str]:
+    """The languages (Whisper's codes) `voice` speaks on `tts`. A backend without a
+    `languages(voice)` method (a plugin, a test's fake) is taken to speak English only:
+    it is never handed text of a script it may not read."""
+    languages = getattr(tts, "languages", None)
+    if languages is None:
+        return frozenset({"en"})
+    found: frozenset[str] = languages(voice)
+    return found

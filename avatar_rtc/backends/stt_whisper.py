@@ -106,6 +106,7 @@ def _looks_repetitive(text: str) -> bool:
 class _Decoded:
     text: str
     language: str
+    language_probability: float
     no_speech_prob: float
     avg_logprob: float
 
@@ -170,9 +171,10 @@ class WhisperStt:
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model.model
-        language = self._language or "en"
+        language, probability = self._language or "en", 1.0
         if model.is_multilingual and not self._language:
-            language = model.detect_language(encoded)[0][0][0].strip("<|>")
+            best, probability = model.detect_language(encoded)[0][0]
+            language = best.strip("<|>")
         tokenizer = Tokenizer(self._model.hf_tokenizer, model.is_multilingual,
                               task="transcribe", language=language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
@@ -186,8 +188,8 @@ class WhisperStt:
             return_scores=True,  # free: the decoder computes them anyway
         )[0]
         tokens = result.sequences_ids[0]
-        return _Decoded(tokenizer.decode(tokens).strip(), language, result.no_speech_prob,
-                        _avg_logprob(result.scores[0], len(tokens)))
+        return _Decoded(tokenizer.decode(tokens).strip(), language, probability,
+                        result.no_speech_prob, _avg_logprob(result.scores[0], len(tokens)))
 
     def _transcribe(self, audio: np.ndarray, partial: bool = False) -> Transcript:
         """Encodes only a window that fits the utterance (>= min_window_s) instead of
@@ -213,6 +215,7 @@ class WhisperStt:
         if decoded.no_speech_prob > 0.8 and len(text.split()) <= 2:
             text = ""  # Whisper's stock phrases for noise ("Thank you.")
         return Transcript(text=text, language=decoded.language, audio_s=seconds,
+                          language_probability=decoded.language_probability,
                           no_speech_prob=decoded.no_speech_prob,
                           avg_logprob=decoded.avg_logprob)
 

@@ -114,6 +114,10 @@ class CosyVoiceTts:
     def voices(self) -> list[str]:
         return []
 
+    def languages(self, voice: Voice) -> frozenset[str]:
+        # CosyVoice 2 speaks Chinese (and Cantonese), English, Japanese and Korean.
+        return frozenset({"zh", "en", "ja", "ko", "yue"})
+
     def default_voice(self) -> Voice:
         if self._default is None:
             return Voice(backend=BACKEND, name="", speed=self._speed)

@@ -174,6 +174,10 @@ class F5Tts:
     def voices(self) -> list[str]:
         return []  # every voice is a profile with a reference clip
 
+    def languages(self, voice: Voice) -> frozenset[str]:
+        # F5-TTS v1 Base was trained on English and Chinese (Emilia).
+        return frozenset({"en", "zh"})
+
     def default_voice(self) -> Voice:
         return self._default
 

@@ -7,6 +7,7 @@ files (with their .onnx.json) in the voices folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -42,6 +43,22 @@ def find_voices(voices_dir: Path | None) -> dict[str, Path]:
             if Path(f"{onnx}.json").is_file():
                 voices[onnx.stem] = onnx
     return voices
+
+
+def base_language(tag: str) -> str:
+    """"en_US", "en-gb", "cmn" -> "en", "en", "zh": the part Whisper names."""
+    code = tag.replace("_", "-").split("-")[0].lower()
+    return {"cmn": "zh", "zho": "zh", "eng": "en"}.get(code, code)
+
+
+def voice_languages(config_path: Path) -> frozenset[str]:
+    """A Piper voice config's language ("en_US" -> "en"); none when it says none."""
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    tag = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get("voice")
+    return frozenset({base_language(tag)}) if isinstance(tag, str) and tag else frozenset()
 
 
 class PiperTts:
@@ -105,6 +122,13 @@ class PiperTts:
 
     def voices(self) -> list[str]:
         return sorted(self._available)
+
+    def languages(self, voice: Voice) -> frozenset[str]:
+        """What the voice speaks, from its config (language.code, else espeak.voice)."""
+        path = self._available.get(voice.name or self._default.name)
+        if path is None:
+            return frozenset()
+        return voice_languages(Path(f"{path}.json"))
 
     def default_voice(self) -> Voice:
         return self._default

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
-from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, Voice
+from avatar_rtc.backends.base import BackendError, Pcm, TextToSpeech, Voice, speaks
 from avatar_rtc.backends.priority import Priority
 from media.resample import PcmResampler
 
@@ -59,6 +59,12 @@ class TtsRouter:
 
     def voices(self) -> list[str]:
         return sorted({name for b in self._backends.values() for name in b.voices()})
+
+    def languages(self, voice: Voice) -> frozenset[str]:
+        try:
+            return speaks(self.backend_for(voice), voice)
+        except BackendError:
+            return frozenset()
 
     def default_voice(self) -> Voice:
         return self._backends[self._default].default_voice()

@@ -86,6 +86,8 @@ class ConversationConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     # The tools the model may call (none: it is offered none).
     tools: ToolsConfig | None = None
+    # Who speaks a caller's language the call's voice does not (language.py).
+    voices_by_language: dict[str, Voice] = field(default_factory=dict)
 
 
 Emit = Callable[[events.Event], None]
@@ -140,7 +142,9 @@ class Conversation:
             chunker=config.chunker, max_sentences=config.max_sentences,
             speak_ahead_s=config.speak_ahead_s, clock=clock, on_transcribed=self._announce,
             noise=config.noise, tools=config.tools,
+            voices_by_language=config.voices_by_language, on_text=self._on_text,
         )
+        self._language: tuple[str, str, bool] = ("en", "en", True)  # as the page knows it
         self._pending = np.zeros(0, dtype=np.int16)
         self._tentative: Turn | None = None  # started on a pause, not committed yet
         self._pause = 0  # the endpointer's name of the pause the tentative turn started on
@@ -339,6 +343,23 @@ class Conversation:
             self._number(turn)
             self._emit(events.UserTranscript(turn=turn.index, text=turn.user_text,
                                              typed=turn.typed))
+            self._tell_language(turn)
+
+    def _tell_language(self, turn: Turn) -> None:
+        """The page hears of the caller's language when it changes, or no voice speaks it."""
+        plan = turn.language
+        if plan is None or not plan.heard:
+            return
+        now = (plan.heard, plan.answer, plan.spoken)
+        if now != self._language:
+            self._language = now
+            self._emit(events.Language(heard=plan.heard, answer=plan.answer,
+                                       spoken=plan.spoken, reason=plan.reason))
+
+    def _on_text(self, turn: Turn, chunk: SpokenChunk) -> None:
+        """A chunk of a reply no voice reads: shown at once, as it is written."""
+        if turn is self._active:
+            self._emit(events.AgentText(turn=turn.index, text=chunk.text))
 
     def _number(self, turn: Turn) -> None:
         if turn.index < 0:

@@ -103,6 +103,18 @@ class Backchannel(_Event):
 
 
 @dataclass(frozen=True)
+class Language(_Event):
+    """The caller's language changed, or no voice speaks it: `answer` is the reply's
+    language, `spoken` whether a voice reads it (else text only, with `reason`)."""
+
+    type: ClassVar[str] = "language"
+    heard: str
+    answer: str
+    spoken: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Error(_Event):
     """A turn failed (a backend error, or a bug); the agent goes on listening."""
 
@@ -119,4 +131,4 @@ class Bye(_Event):
 
 
 Event = (Hello | State | Vad | UserTranscript | AgentText | TurnEnd | Timings | Backchannel
-         | Error | Bye)
+         | Language | Error | Bye)

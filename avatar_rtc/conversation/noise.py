@@ -121,7 +121,20 @@ class Decision:
 
 
 def _normalized(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+    # Letters of every script: a Chinese utterance is words too.
+    return " ".join(re.sub(r"[^\w' ]+|_", " ", text.lower()).split())
+
+
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+
+
+def word_count(text: str) -> int:
+    """Words, where Chinese or Japanese (written without spaces) counts a word for
+    every two characters, about a word's worth of speech."""
+    normalized = _normalized(text)
+    cjk = sum(len(run) for run in _CJK_RUN.findall(normalized))
+    rest = _CJK_RUN.sub(" ", normalized).split()
+    return len(rest) + (max(1, cjk // 2) if cjk else 0)
 
 
 # Whisper's phrases on noise, music and silence: the sign-offs and credits of the
@@ -186,7 +199,7 @@ class NoiseFilter:
             return "no_speech"
         if u.avg_logprob < c.min_avg_logprob:
             return "low_confidence"
-        words = len(_normalized(u.text).split())
+        words = word_count(u.text)
         if words < (c.marginal_min_words if marginal else c.min_words):
             return "too_few_words"
         return ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from avatar_rtc.backends.base import (
     BackendError,
@@ -24,6 +24,7 @@ from avatar_rtc.backends.base import (
     ToolSpec,
     Transcript,
     Voice,
+    speaks,
 )
 from avatar_rtc.backends.priority import Priority
 from avatar_rtc.backends.registry import Backends
@@ -32,6 +33,12 @@ from avatar_rtc.conversation import guards
 from avatar_rtc.conversation.chunker import ChunkerConfig, SentenceChunker
 from avatar_rtc.conversation.endpointing import SAMPLE_RATE
 from avatar_rtc.conversation.history import History
+from avatar_rtc.conversation.language import (
+    answer_instruction,
+    can_read,
+    is_cjk_text,
+    plan_reply,
+)
 from avatar_rtc.conversation.listen_ahead import as_said
 from avatar_rtc.conversation.noise import NoiseConfig, NoiseFilter, Utterance
 from avatar_rtc.conversation.playout import OUTBOUND_RATE, PlayoutTracker, SpokenChunk
@@ -73,7 +80,11 @@ class ReplyPipeline:
         on_transcribed: Callable[[Turn], None],
         noise: NoiseConfig | None = None,
         tools: ToolsConfig | None = None,
+        voices_by_language: Mapping[str, Voice] | None = None,
+        on_text: Callable[[Turn, SpokenChunk], None] | None = None,
     ) -> None:
+        """`voices_by_language`: who speaks a caller's language the call's voice does
+        not; `on_text`: a chunk of a reply no voice reads, sent as text at once."""
         self._backends = backends
         self._playout = playout
         self._history = history
@@ -87,6 +98,8 @@ class ReplyPipeline:
         self._on_transcribed = on_transcribed
         self._noise = NoiseFilter(noise or NoiseConfig())  # learns this caller's level
         self._tools = tools if tools is not None and tools.runner.specs else None
+        self._voices_by_language = dict(voices_by_language or {})
+        self._on_text = on_text
         # With other calls live, the models step on one thread.
         backends.live_calls.enter(self)
 
@@ -129,9 +142,20 @@ class ReplyPipeline:
     async def _reply(self, turn: Turn) -> None:
         if not turn.typed:  # a typed turn comes with its words
             await self._transcribe(turn)
+        elif is_cjk_text(turn.user_text):  # Whisper names a spoken one's language
+            self._plan(turn, "zh")
         if not turn.user_text:
             return
-        messages = self._history.messages(self._system_prompt, turn.user_text)
+        plan = turn.language
+        if plan is not None and not plan.spoken:
+            log.info("turn %s: heard %s, %s: the reply is text only", turn.id, plan.heard,
+                     plan.reason)
+        # Only a reply in another language than the prompt's changes the prompt (and so
+        # the LLM's cached prefix).
+        instruction = answer_instruction(plan.answer) if plan is not None else ""
+        system_prompt = f"{self._system_prompt} {instruction}".strip() if instruction \
+            else self._system_prompt
+        messages = self._history.messages(system_prompt, turn.user_text)
         rounds = self._tools.max_rounds if self._tools is not None else 0
         offer = self._tools.runner.specs if self._tools is not None else ()
         user_at = len(messages) - 1
@@ -285,7 +309,15 @@ class ReplyPipeline:
         turn.user_text = as_said(transcript.text)
         turn.mark("stt_end", self._clock())
         self._judge(turn, transcript)
+        # Planned before the words are announced: the page hears of the language with them.
+        self._plan(turn, transcript.language)
         self._on_transcribed(turn)
+
+    def _plan(self, turn: Turn, heard: str) -> None:
+        """Which voice (if any) answers in the language the caller used."""
+        tts = self._backends.tts
+        turn.language = plan_reply(heard, self._voice, self._voices_by_language,
+                                   lambda v: speaks(tts, v))
 
     def _judge(self, turn: Turn, transcript: Transcript) -> None:
         """An utterance that is the room (noise, a TV), not the caller, loses its words:
@@ -335,11 +367,23 @@ class ReplyPipeline:
         chunk = SpokenChunk(text)
         turn.chunks.append(chunk)
         tts = self._backends.tts
+        voice = turn.language.voice if turn.language is not None else self._voice
+        if voice is not None and not can_read(text, speaks(tts, voice)):
+            # An English voice never reads Chinese: it would spell it out, or mumble.
+            log.warning("turn %s: voice %r does not read %r; sent as text only",
+                        turn.id, voice.name, text)
+            voice = None
+        if voice is None:
+            await turn.committed.wait()  # a tentative turn holds its text here too
+            self._playout.synthesized(chunk)
+            if self._on_text is not None:
+                self._on_text(turn, chunk)
+            return
         first = len(turn.chunks) == 1
         if first:
             turn.gate.hold()  # the first audio is the critical path: TTS gets the CPU
         # The user is waiting for the first chunk: it jumps the TTS queue.
-        audio = tts.synthesize(text, self._voice, priority=Priority(urgent=first, wait=turn.wait))
+        audio = tts.synthesize(text, voice, priority=Priority(urgent=first, wait=turn.wait))
         try:
             async for pcm in audio:
                 turn.gate.release()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from avatar_rtc.backends.base import Pcm
 from avatar_rtc.backends.cpu_gate import CpuGate
 from avatar_rtc.backends.priority import UserWait
+from avatar_rtc.conversation.language import LanguagePlan
 from avatar_rtc.conversation.playout import SpokenChunk
 from avatar_rtc.conversation.tool_use import ToolUse
 
@@ -49,6 +50,8 @@ class Turn:
     # turn then has no user_text, so it gets no reply and is not stored.
     rejected: str = ""
     reply_text: str = ""
+    # The language the caller spoke and how the reply answers it (language.py).
+    language: LanguagePlan | None = None
     spoken_text: str = ""  # set when the turn ends: what was really played out
     chunks: list[SpokenChunk] = field(default_factory=list)
     backchannels: list[str] = field(default_factory=list)  # said over the reply

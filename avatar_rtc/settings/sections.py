@@ -299,6 +299,11 @@ class TtsSettings:
         metadata={"doc": "More backends loaded at startup for voice profiles (f5-tts, cosyvoice)"})
     voice: str = setting("joe-medium", "Piper voice: a packaged name or a .onnx path")
     speed: float = setting(1.0, "Speaking rate (0.25-4)")
+    # A caller heard in a language the call's voice does not speak is answered by the
+    # voice named here; with none, in text only (docs/languages.md).
+    voices_by_language: list[str] = field(
+        default_factory=list,
+        metadata={"doc": "Voice per caller's language, as language=voice (zh=my-voice)"})
     # The LLM is held while the first chunk is synthesized.
     threads: int = setting(2, "Threads Piper uses")
     speak_ahead_s: float = setting(
@@ -455,6 +460,11 @@ class Settings:
              "noise.below_caller_db and noise.marginal_db must be >= 0"),
             (1 <= self.noise.min_words <= self.noise.marginal_min_words,
              "noise: 1 <= min_words <= marginal_min_words"),
+            (self.stt.language != "" or not self.stt.model.endswith(".en"),
+             f"stt.language is empty (detect the language) but stt.model={self.stt.model} "
+             "is English-only: use stt.model=base (or another multilingual model)"),
+            (_voice_map_ok(self.tts.voices_by_language),
+             "tts.voices_by_language: each entry language=voice (zh=my-voice)"),
             (self.stt.cpu_threads >= 1, "stt.cpu_threads must be >= 1"),
             (2.0 <= self.stt.min_window_s <= 30.0, "stt.min_window_s must be 2-30"),
             (_is_device(self.stt.device), "stt.device: cpu, cuda or cuda:N"),
@@ -524,6 +534,14 @@ PACKAGED_LLMS = ("smollm2-135m", "qwen2.5-0.5b")
 
 STT_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16",
                      "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
+
+
+def _voice_map_ok(entries: list[str]) -> bool:
+    for entry in entries:
+        code, sep, voice = entry.partition("=")
+        if not (sep and code.strip().isalpha() and voice.strip()):
+            return False
+    return True
 
 
 def _is_device(device: str) -> bool:

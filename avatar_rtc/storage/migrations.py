@@ -47,8 +47,14 @@ def _v3_typed_turns_and_tool_calls(db: peewee.Database) -> None:
         playhouse.migrate.migrate(*operations)
 
 
+def _v4_turn_language(db: peewee.Database) -> None:
+    # A database made at version 1 by this code's models has the column already.
+    if "language" not in {c.name for c in db.get_columns("turn")}:
+        execute(db, "ALTER TABLE turn ADD COLUMN language VARCHAR(16) NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_postgres_search,
-                                     _v3_typed_turns_and_tool_calls)
+                                     _v3_typed_turns_and_tool_calls, _v4_turn_language)
 LATEST_VERSION = len(MIGRATIONS)
 # Any fixed number: PostgreSQL's advisory lock that serializes migrating servers.
 _PG_MIGRATION_LOCK = 0x61766174

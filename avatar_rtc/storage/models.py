@@ -104,8 +104,10 @@ class Turn(BaseModel):
     user_audio_end_ms = peewee.BigIntegerField(null=True)
     agent_audio_start_ms = peewee.BigIntegerField(null=True)
     agent_audio_end_ms = peewee.BigIntegerField(null=True)
-    typed = peewee.BooleanField(default=False)  # schema v2
-    tool_calls = peewee.TextField(default="[]")  # schema v2: a JSON list
+    typed = peewee.BooleanField(default=False)  # schema v3
+    tool_calls = peewee.TextField(default="[]")  # schema v3: a JSON list
+    # Whisper's code for the language the user spoke ("" unknown); schema v4.
+    language = peewee.CharField(max_length=16, default="")
 
     class Meta:
         table_name = "turn"

@@ -68,6 +68,7 @@ class TurnRecord:
     # The tools the model called in the turn, in order: {"id", "name", "arguments",
     # "result" | "error"} (conversation/tools.py).
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    language: str = ""  # Whisper's code for what the user spoke ("" unknown)
 
 
 @dataclass(frozen=True, slots=True)

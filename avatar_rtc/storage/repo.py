@@ -161,6 +161,7 @@ def _turn_row(turn: TurnRecord) -> dict[str, Any]:
         "agent_audio_end_ms": turn.agent_audio_end_ms,
         "typed": turn.typed,
         "tool_calls": json_list_to_db(turn.tool_calls),
+        "language": turn.language,
     }
 
 
@@ -183,6 +184,7 @@ def _turn_record(row: Turn) -> TurnRecord:
         agent_audio_end_ms=row.agent_audio_end_ms,
         typed=bool(row.typed),
         tool_calls=json_list_from_db(row.tool_calls),
+        language=row.language,
     )
 
 
@@ -202,6 +204,7 @@ _TURN_UPDATABLE = [
     Turn.agent_audio_end_ms,
     Turn.typed,
     Turn.tool_calls,
+    Turn.language,
 ]
 
 

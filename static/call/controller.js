@@ -47,6 +47,7 @@ export class CallController {
       agent_text: (msg) => this.views.transcript.appendAgentText(msg.turn, msg.text || ""),
       turn_end: (msg) => this.views.transcript.endTurn(msg),
       timings: (msg) => this.showTimings(msg.turn, msg.timings),
+      language: (msg) => this.showLanguage(msg),
       error: (msg) => this.showMessage(`Server error: ${msg.message || "unknown error"}`),
       bye: (msg) => {
         this.call.endReason = msg.reason || "ended";
@@ -192,6 +193,18 @@ export class CallController {
       }).catch((err) => {
         if (err && err.name === "NotAllowedError") this.unmute.hidden = false;
       });
+    }
+  }
+
+  // The caller's language: a reply no voice speaks comes as text only.
+  showLanguage(msg) {
+    const heard = msg.heard || "?";
+    if (msg.spoken) {
+      this.showMessage(`Heard language: ${heard}; the agent answers in ${msg.answer || heard}.`, "info");
+    } else {
+      this.showMessage(
+        `Heard language: ${heard}. No voice speaks it here (${msg.reason || "no voice"}): ` +
+          `the agent answers in ${msg.answer || heard} as text only.`, "info");
     }
   }
 

@@ -11,6 +11,7 @@ export const EVENT_TYPES = [
   "turn_end", // {turn, interrupted, spoken_text, reply_text}
   "timings", // {turn, timings: {stage_ms: ms}}
   "backchannel", // {text}: "mm-hmm" over the reply, which went on
+  "language", // {heard, answer, spoken, reason}: the caller's language, and whether a voice speaks it
   "error", // {message}
   "bye", // {reason}
 ];
