@@ -258,7 +258,7 @@ def test_the_offer_or_else_the_setting_turns_the_canceller_on_or_off() -> None:
 
 
 SDP = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-       "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:x\r\na=ice-pwd:y\r\n"
+       "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=ice-ufrag:x\r\na=ice-pwd:y\r\n"
        "a=fingerprint:sha-256 00\r\n")
 
 

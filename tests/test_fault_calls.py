@@ -70,7 +70,10 @@ async def _stored(app: Any, call_ids: list[str]) -> list[Any]:
 async def test_the_peer_vanishes_mid_reply_100_times(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, server__max_calls=BATCH)
+    # Every caller is 127.0.0.1, BATCH at once, 100 in all: no limit on offers.
+    settings = settings_for(tmp_path, server__max_calls=BATCH,
+                            server__max_pending_offers=0, server__max_pending_per_address=0,
+                            server__offer_rate_per_min=0)
     client, app = await start(aiohttp_client, settings, llm=FakeLlm(reply=LONG_REPLY),
                               tts=FakeTts(seconds_per_char=0.05))
     url = base_url(client)
@@ -96,7 +99,8 @@ async def test_the_peer_vanishes_mid_reply_100_times(
 async def test_a_caller_that_never_starts_ice_is_closed_at_the_connect_timeout(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    settings = settings_for(tmp_path, server__connect_timeout_s=1.0, server__max_calls=5)
+    settings = settings_for(tmp_path, server__connect_timeout_s=1.0, server__max_calls=5,
+                            server__max_pending_per_address=0)
     client, app = await start(aiohttp_client, settings)
 
     async def offers_never_connected() -> list[str]:

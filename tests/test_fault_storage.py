@@ -27,6 +27,9 @@ from tests.test_recorder import decode
 
 pytestmark = pytest.mark.timeout(180)
 
+# The caller's tone is the fake TTS's tone: the server's echo canceller (on by default)
+# would take it for the agent's own voice, so these servers run without it, as with a
+# caller whose client cancels its echo itself.
 SPEECH = np.concatenate([tone(0.5, 48000), np.zeros(24000, np.int16)])
 SMALL_FS = 24 * 1024  # a few seconds of both tracks at 24 kbps
 
@@ -67,7 +70,7 @@ async def test_the_disk_fills_while_recording(
     caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    client, app = await start(aiohttp_client, settings_for(tmp_path),
+    client, app = await start(aiohttp_client, settings_for(tmp_path, echo__enabled=False),
                               tts=FakeTts(seconds_per_char=0.03))
     async with Caller(base_url(client)) as caller:
         ends = [await _turn(caller, i) for i in range(4)]  # ~15 s: the disk fills early
@@ -156,7 +159,7 @@ async def test_a_locked_database_delays_writes_without_blocking_the_loop(
 async def test_a_calls_turns_land_while_another_process_holds_the_database_locked(
     aiohttp_client: ClientFactory, tmp_path: Path
 ) -> None:
-    client, app = await start(aiohttp_client, settings_for(tmp_path),
+    client, app = await start(aiohttp_client, settings_for(tmp_path, echo__enabled=False),
                               tts=FakeTts(seconds_per_char=0.01))
     async with Caller(base_url(client)) as caller:
         with Locker(_db_path(tmp_path), hold_s=7.0) as locker:
