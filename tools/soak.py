@@ -264,7 +264,12 @@ def main() -> int:
     url = args.url
     with tempfile.TemporaryDirectory(prefix="avatar-soak-") as data_dir:
         if url is None:
-            server, url = start_server(args.server_args, args.callers, data_dir)
+            # Every caller here is 127.0.0.1: the per-address offer limits would
+            # refuse them as one client (later flags still override these).
+            open_doors = ["--server-max-pending-per-address", "0",
+                          "--server-offer-rate-per-min", "0"]
+            server, url = start_server([*open_doors, *args.server_args], args.callers,
+                                       data_dir)
         try:
             wait_ready(url)
             summary = asyncio.run(soak(url, args))
