@@ -1,5 +1,6 @@
-"""llama.cpp's own OpenAI-compatible server (`python -m llama_cpp.server`) with the
-packaged SmolLM2, on 127.0.0.1: a real remote LLM that a test may kill and restart."""
+"""llama.cpp's own OpenAI-compatible server (`python -m llama_cpp.server`), with the
+packaged SmolLM2 or another GGUF, on 127.0.0.1: a real remote LLM that a test may kill
+and restart."""
 
 from __future__ import annotations
 
@@ -7,19 +8,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from avatar_rtc.backends.smollm2 import packaged_model_path
 
 
 class LlamaServer:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, model: Path | None = None) -> None:
         self.port = port
+        self.model = model or packaged_model_path()
         self.url = f"http://127.0.0.1:{port}/v1"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 90.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model_path()),
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model),
              "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "2",
              "--n_ctx", "2048"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -51,3 +56,14 @@ class LlamaServer:
                 self.process.kill()
                 self.process.wait(20)
             self.process = None
+
+
+@contextmanager
+def llama_server(port: int, model: Path | None = None) -> Iterator[str]:
+    """A started server's base URL, stopped at the end."""
+    server = LlamaServer(port, model)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

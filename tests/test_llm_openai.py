@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -17,9 +14,9 @@ import pytest
 from avatar_rtc.backends.base import CUT_SHORT, BackendError, ChatMessage
 from avatar_rtc.backends.llm_openai import OpenAiLlm
 from avatar_rtc.backends.registry import Backends
-from avatar_rtc.backends.smollm2 import packaged_model_path
 from avatar_rtc.caller import Caller
 from tests.conftest import LiveServer, free_port
+from tests.llama_server import llama_server
 from tests.speech import speak, with_silence, word_error_rate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -28,31 +25,13 @@ STORY = [ChatMessage("user", "Write a very long story about a dragon, at least f
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("llama_cpp.server did not start") from None
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(20)
+def llama_url() -> Iterator[str]:
+    with llama_server(free_port()) as url:
+        yield url
 
 
-async def test_streams_tokens_from_a_real_server(llama_server: str) -> None:
-    llm = OpenAiLlm(llama_server, max_tokens=24, temperature=0.0)
+async def test_streams_tokens_from_a_real_server(llama_url: str) -> None:
+    llm = OpenAiLlm(llama_url, max_tokens=24, temperature=0.0)
     deltas = [d async for d in llm.stream([ChatMessage("user", "Hi!")])]
     await llm.aclose()
     assert len(deltas) > 1  # streamed, not one block
@@ -61,15 +40,15 @@ async def test_streams_tokens_from_a_real_server(llama_server: str) -> None:
     assert not any(d is CUT_SHORT for d in deltas)  # the answer ended on its own
 
 
-async def test_a_reply_at_the_token_limit_ends_with_cut_short(llama_server: str) -> None:
-    llm = OpenAiLlm(llama_server, max_tokens=8, temperature=0.0)
+async def test_a_reply_at_the_token_limit_ends_with_cut_short(llama_url: str) -> None:
+    llm = OpenAiLlm(llama_url, max_tokens=8, temperature=0.0)
     deltas = [d async for d in llm.stream(STORY)]
     await llm.aclose()
     assert deltas[-1] is CUT_SHORT and "".join(deltas[:-1]).strip()
 
 
-async def test_cancelling_a_reply_stops_generation_on_the_server(llama_server: str) -> None:
-    llm = OpenAiLlm(llama_server, max_tokens=300, temperature=0.0)
+async def test_cancelling_a_reply_stops_generation_on_the_server(llama_url: str) -> None:
+    llm = OpenAiLlm(llama_url, max_tokens=300, temperature=0.0)
     short = [ChatMessage("user", "Say hello.")]
     # How long a full long reply occupies the server.
     started = time.monotonic()
@@ -99,11 +78,11 @@ async def test_an_unreachable_server_is_a_clear_llm_error() -> None:
 
 
 async def test_a_call_answered_through_the_openai_compatible_backend(
-    llama_server: str, real_backends: Backends, start_server: Callable[..., LiveServer]
+    llama_url: str, real_backends: Backends, start_server: Callable[..., LiveServer]
 ) -> None:
     server = start_server()
     server.state.backends = replace(
-        real_backends, llm=OpenAiLlm(llama_server, max_tokens=60, temperature=0.0)
+        real_backends, llm=OpenAiLlm(llama_url, max_tokens=60, temperature=0.0)
     )
     question = "How many legs does a spider have?"
     async with Caller(server.url) as caller:

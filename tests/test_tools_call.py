@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +19,7 @@ from avatar_rtc.backends.registry import Backends
 from avatar_rtc.caller import Caller
 from avatar_rtc.settings.sections import DEFAULT_SYSTEM_PROMPT, ToolSettings
 from tests.conftest import LiveServer, free_port
+from tests.llama_server import llama_server
 from tests.qwen_model import missing, qwen_gguf
 
 pytestmark = [
@@ -41,26 +38,8 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required"
 def qwen_server() -> Iterator[str]:
     """llama-cpp-python's server on the GGUF's own template, which offers the tools and
     has the model write its calls as text (tool_text.py reads them)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(qwen_gguf()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("llama_cpp.server did not start") from None
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(20)
+    with llama_server(free_port(), qwen_gguf()) as url:
+        yield url
 
 
 @dataclass
